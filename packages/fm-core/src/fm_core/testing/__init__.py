@@ -1,0 +1,17 @@
+"""Shared test suites that every implementation of the fm interface passes.
+
+fm-core's own tests subclass these, and so do fm-discrete and fm-riemann, so that every path,
+scheduler and solver is held to the same properties. Requires pytest.
+
+Example:
+    >>> from fm_core.testing import SchedulerTests
+    >>> class TestMyScheduler(SchedulerTests):
+    ...     @pytest.fixture
+    ...     def scheduler(self):
+    ...         return MyScheduler()
+"""
+
+from fm_core.testing.path import ContinuousProbPathTests, ProbPathTests
+from fm_core.testing.scheduler import ConvexSchedulerTests, SchedulerTests
+
+__all__ = ["ContinuousProbPathTests", "ConvexSchedulerTests", "ProbPathTests", "SchedulerTests"]
