@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from fm_core.solver import check_time_grid, fixed_step_grid, resolve_time_grid
+
+
+def test_refines_each_interval_and_hits_every_knot():
+    grid, index = fixed_step_grid(torch.tensor([0.0, 0.5, 1.0]), 0.1)
+    assert grid.numel() == 11 and index == [0, 5, 10]
+    torch.testing.assert_close(grid, torch.linspace(0, 1, 11))
+
+
+def test_descending_grid_and_uneven_intervals():
+    grid, index = fixed_step_grid(torch.tensor([1.0, 0.7, 0.0]), 0.25)
+    assert index == [0, 2, 5]
+    assert (grid.diff() < 0).all()
+    assert grid[index].tolist() == pytest.approx([1.0, 0.7, 0.0])
+    assert grid.diff().abs().max() <= 0.25 + 1e-7
+
+
+def test_no_step_size_keeps_grid():
+    g = torch.tensor([0.0, 0.3, 1.0])
+    grid, index = fixed_step_grid(g, None)
+    assert grid is g and index == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("grid", "match"),
+    [
+        (torch.tensor([0.0]), "at least 2 times"),
+        (torch.tensor([0.0, 0.5, 0.4]), "strictly increasing or strictly decreasing"),
+        (torch.tensor([0.0, 1.5]), r"must lie in \[0, 1\]"),
+        (torch.tensor([[0.0, 1.0]]), "1-D tensor"),
+    ],
+)
+def test_rejects_bad_grids(grid, match):
+    with pytest.raises(ValueError, match=match):
+        check_time_grid(grid)
+
+
+def test_rejects_integer_grid_and_bad_step():
+    with pytest.raises(TypeError, match="time_grid must be a floating-point tensor"):
+        check_time_grid(torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="step_size must be a positive number"):
+        fixed_step_grid(torch.tensor([0.0, 1.0]), 0.0)
+
+
+def test_resolve_default_and_sequence():
+    assert resolve_time_grid(None, (1.0, 0.0)).tolist() == [1.0, 0.0]
+    assert (
+        resolve_time_grid([0.0, 0.5, 1.0], (0.0, 1.0), dtype=torch.float64).dtype == torch.float64
+    )
