@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
 
 __all__ = ["ModelWrapper"]
@@ -29,7 +31,7 @@ class ModelWrapper(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: Tensor, t: Tensor, **extras) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, **extras: Any) -> Tensor:
         """Return the wrapped model's output at ``x`` (shape ``[B, ...]``) and time ``t``.
 
         Args:

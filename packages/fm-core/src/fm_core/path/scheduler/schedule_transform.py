@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor
 
 from fm_core.path.scheduler.scheduler import Scheduler
@@ -50,7 +52,7 @@ class ScheduleTransformedModel(ModelWrapper):
         self.original_scheduler = original_scheduler
         self.new_scheduler = new_scheduler
 
-    def forward(self, x: Tensor, t: Tensor, **extras) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, **extras: Any) -> Tensor:
         """Velocity under the new scheduler at ``x`` (``[B, ...]``) and ``t`` (0-dim or ``[B]``)."""
         new = self.new_scheduler(t)
         r = self.original_scheduler.snr_inverse(new.alpha_t / new.sigma_t)

@@ -1,0 +1,5 @@
+"""The continuous flow-matching loss (the reference ``flow_matching`` has none for continuous paths)."""
+
+from fm_core.loss.flow_matching import FlowMatchingLoss, flow_matching_loss
+
+__all__ = ["FlowMatchingLoss", "flow_matching_loss"]
