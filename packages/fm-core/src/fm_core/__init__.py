@@ -6,6 +6,17 @@ Every public name is importable from here and from the submodule that mirrors th
 
 from importlib.metadata import version as _version
 
+from fm_core.coupling import (
+    Coupling,
+    CouplingSample,
+    ExactOTCoupling,
+    SinkhornOTCoupling,
+    auction_assignment,
+    sinkhorn_plan,
+    squared_euclidean_cost,
+)
+from fm_core.guidance import CFGScaledModel, drop_labels
+from fm_core.loss import FlowMatchingLoss, flow_matching_loss
 from fm_core.path import AffineProbPath, CondOTProbPath, PathSample, ProbPath
 from fm_core.path.scheduler import (
     CondOTScheduler,
@@ -17,6 +28,12 @@ from fm_core.path.scheduler import (
     SchedulerOutput,
     ScheduleTransformedModel,
     VPScheduler,
+)
+from fm_core.time_sampling import (
+    LogitNormalTimeSampler,
+    LogNormalSigmaTimeSampler,
+    TimeSampler,
+    UniformTimeSampler,
 )
 from fm_core.utils import (
     ModelWrapper,
@@ -30,11 +47,18 @@ __version__ = _version("fm-core")
 
 __all__ = [
     "AffineProbPath",
+    "CFGScaledModel",
     "CondOTProbPath",
     "CondOTScheduler",
     "ConvexScheduler",
     "CosineScheduler",
+    "Coupling",
+    "CouplingSample",
+    "ExactOTCoupling",
+    "FlowMatchingLoss",
     "LinearVPScheduler",
+    "LogNormalSigmaTimeSampler",
+    "LogitNormalTimeSampler",
     "ModelWrapper",
     "PathSample",
     "PolynomialConvexScheduler",
@@ -42,10 +66,18 @@ __all__ = [
     "ScheduleTransformedModel",
     "Scheduler",
     "SchedulerOutput",
+    "SinkhornOTCoupling",
+    "TimeSampler",
+    "UniformTimeSampler",
     "VPScheduler",
     "__version__",
+    "auction_assignment",
     "categorical",
+    "drop_labels",
     "expand_tensor_like",
+    "flow_matching_loss",
     "gradient",
+    "sinkhorn_plan",
+    "squared_euclidean_cost",
     "unsqueeze_to_match",
 ]

@@ -29,7 +29,9 @@ def _check_inputs(
     for name, x in (("model_output", model_output), ("x_0", x_0), ("x_1", x_1)):
         check_floating(x, name)
     if model_output.ndim == 0:
-        raise ValueError("model_output must have a batch dimension, shape [B, ...]; got a 0-dim tensor")
+        raise ValueError(
+            "model_output must have a batch dimension, shape [B, ...]; got a 0-dim tensor"
+        )
     check_same_shape([("model_output", model_output), ("x_0", x_0), ("x_1", x_1)])
     batch_size = model_output.shape[0]
     check_time(t, batch_size)
