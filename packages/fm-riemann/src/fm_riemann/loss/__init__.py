@@ -1,0 +1,5 @@
+"""Losses on manifolds."""
+
+from fm_riemann.loss.riemannian import RiemannianFlowMatchingLoss
+
+__all__ = ["RiemannianFlowMatchingLoss"]
