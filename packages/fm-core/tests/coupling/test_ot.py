@@ -14,9 +14,10 @@ def _total(x_0, x_1):
     return (x_0 - x_1).flatten(1).square().sum().item()
 
 
-def test_exact_pairing_beats_random_and_matches_scipy():
+@pytest.mark.parametrize("solver", ["auction", "scipy", "auto"])
+def test_exact_pairing_beats_random_and_matches_scipy(solver):
     x_0, x_1 = _batch(64, (3, 2, 2))
-    pairs = ExactOTCoupling()(x_0, x_1)
+    pairs = ExactOTCoupling(solver=solver)(x_0, x_1)
     assert isinstance(pairs, CouplingSample)
     assert sorted(pairs.index_1.tolist()) == list(range(64))
     torch.testing.assert_close(pairs.x_1, x_1[pairs.index_1])
@@ -64,7 +65,7 @@ def test_pairs_only_within_labels(coupling):
 def test_labelled_exact_is_optimal_per_class():
     y = torch.tensor([0, 1] * 8)
     x_0, x_1 = _batch(16)
-    pairs = ExactOTCoupling()(x_0, x_1, y_0=y, y_1=y)
+    pairs = ExactOTCoupling(solver="auction")(x_0, x_1, y_0=y, y_1=y)
     for c in (0, 1):
         idx = (y == c).nonzero().squeeze(1)
         cost = torch.cdist(x_0[idx].double(), x_1[idx].double()) ** 2
@@ -106,3 +107,15 @@ def test_bad_inputs():
         ExactOTCoupling(tol=2.0)
     with pytest.raises(TypeError, match="cost_fn"):
         ExactOTCoupling(cost_fn="l2")
+
+
+def test_exact_solvers_agree_on_the_permutation():
+    x_0, x_1 = _batch(48, (5,), seed=3)
+    auction = ExactOTCoupling(solver="auction")(x_0, x_1).index_1
+    scipy_ = ExactOTCoupling(solver="scipy")(x_0, x_1).index_1
+    assert torch.equal(auction, scipy_)
+
+
+def test_exact_rejects_unknown_solver():
+    with pytest.raises(ValueError, match="solver must be 'auto', 'auction' or 'scipy'"):
+        ExactOTCoupling(solver="hungarian")
