@@ -1,9 +1,36 @@
-"""Discrete flow matching on token sequences: mixture paths, CTMC samplers, generalized-KL loss and ELBO.
+"""fm-discrete: discrete flow matching on token sequences.
 
-This package is a shell until its issue lands: it carries a version and nothing else yet.
+Mixture paths, the CTMC Euler sampler, the generalized-KL loss and the ELBO. Every public name is
+importable from here and from the submodule that mirrors the reference ``flow_matching``
+(``fm_discrete.path``, ``fm_discrete.solver``, ``fm_discrete.loss``).
 """
 
 from importlib.metadata import version as _version
 
+from fm_discrete.loss import (
+    ELBOResult,
+    MixturePathCrossEntropy,
+    MixturePathELBO,
+    MixturePathGeneralizedKL,
+)
+from fm_discrete.path import DiscretePathSample, MixtureDiscreteProbPath, posterior_to_velocity
+from fm_discrete.solver import MixtureDiscreteEulerSolver
+from fm_discrete.source import mask_like, mask_source_p, sample_source, uniform_source_p
+
 __version__ = _version("fm-discrete")
-__all__ = ["__version__"]
+
+__all__ = [
+    "DiscretePathSample",
+    "ELBOResult",
+    "MixtureDiscreteEulerSolver",
+    "MixtureDiscreteProbPath",
+    "MixturePathCrossEntropy",
+    "MixturePathELBO",
+    "MixturePathGeneralizedKL",
+    "__version__",
+    "mask_like",
+    "mask_source_p",
+    "posterior_to_velocity",
+    "sample_source",
+    "uniform_source_p",
+]

@@ -1,0 +1,13 @@
+"""Discrete losses and likelihood bounds (mirrors ``flow_matching.loss`` for the discrete names)."""
+
+from fm_discrete.loss.cross_entropy import MixturePathCrossEntropy
+from fm_discrete.loss.elbo import ELBOResult, MixturePathELBO
+from fm_discrete.loss.generalized_kl import MixturePathGeneralizedKL, generalized_kl_torch
+
+__all__ = [
+    "ELBOResult",
+    "MixturePathCrossEntropy",
+    "MixturePathELBO",
+    "MixturePathGeneralizedKL",
+    "generalized_kl_torch",
+]
