@@ -33,7 +33,9 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
     """Return the ``fm_kernels`` module to use, or ``None`` for the torch implementation.
 
     ``"torch"`` never uses kernels; ``"auto"`` uses them when ``fm_kernels`` imports and every
-    tensor is on CUDA (quietly falling back otherwise); ``"triton"`` requires both and raises.
+    tensor is on CUDA (quietly falling back otherwise); ``"triton"`` requires fm-kernels and
+    CUDA tensors, or CPU tensors with Triton's interpreter on (``TRITON_INTERPRET=1``, how the
+    kernels are tested without a GPU), and raises otherwise.
     """
     check_backend(backend)
     if backend == "torch":
@@ -47,8 +49,9 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
             "backend='triton' needs the fm-kernels package (Triton GPU kernels): install it with "
             "`pip install fm-kernels` (Linux, CUDA, triton), or pass backend='torch'/'auto'"
         )
-    if not on_cuda:
+    if not on_cuda and not getattr(module, "INTERPRETED", False):
         raise ValueError(
-            "backend='triton' needs CUDA tensors; use backend='auto' or 'torch' on CPU"
+            "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before importing "
+            "fm_kernels); use backend='auto' or 'torch' on CPU"
         )
     return module
