@@ -9,11 +9,9 @@ from fm_kernels.testing import (
     DEVICE,
     assert_close_dtype,
     assert_three_way,
-    kernels_can_run,
     storage_atol,
 )
 
-pytestmark = pytest.mark.skipif(not kernels_can_run(), reason="needs CUDA or TRITON_INTERPRET=1")
 PREDICTIONS = ("velocity", "x_1", "epsilon")
 
 

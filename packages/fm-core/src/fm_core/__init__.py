@@ -29,6 +29,12 @@ from fm_core.path.scheduler import (
     ScheduleTransformedModel,
     VPScheduler,
 )
+from fm_core.solver import (
+    EulerMaruyamaSolver,
+    ODESolver,
+    Solver,
+    karras_time_grid,
+)
 from fm_core.time_sampling import (
     LogitNormalTimeSampler,
     LogNormalSigmaTimeSampler,
@@ -54,12 +60,14 @@ __all__ = [
     "CosineScheduler",
     "Coupling",
     "CouplingSample",
+    "EulerMaruyamaSolver",
     "ExactOTCoupling",
     "FlowMatchingLoss",
     "LinearVPScheduler",
     "LogNormalSigmaTimeSampler",
     "LogitNormalTimeSampler",
     "ModelWrapper",
+    "ODESolver",
     "PathSample",
     "PolynomialConvexScheduler",
     "ProbPath",
@@ -67,6 +75,7 @@ __all__ = [
     "Scheduler",
     "SchedulerOutput",
     "SinkhornOTCoupling",
+    "Solver",
     "TimeSampler",
     "UniformTimeSampler",
     "VPScheduler",
@@ -77,6 +86,7 @@ __all__ = [
     "expand_tensor_like",
     "flow_matching_loss",
     "gradient",
+    "karras_time_grid",
     "sinkhorn_plan",
     "squared_euclidean_cost",
     "unsqueeze_to_match",

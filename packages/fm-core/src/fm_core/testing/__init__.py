@@ -13,5 +13,14 @@ Example:
 
 from fm_core.testing.path import ContinuousProbPathTests, ProbPathTests
 from fm_core.testing.scheduler import ConvexSchedulerTests, SchedulerTests
+from fm_core.testing.solver import GaussianFlow, ReversibleSolverTests, SolverTests
 
-__all__ = ["ContinuousProbPathTests", "ConvexSchedulerTests", "ProbPathTests", "SchedulerTests"]
+__all__ = [
+    "ContinuousProbPathTests",
+    "ConvexSchedulerTests",
+    "GaussianFlow",
+    "ProbPathTests",
+    "ReversibleSolverTests",
+    "SchedulerTests",
+    "SolverTests",
+]

@@ -1,0 +1,328 @@
+"""ODESolver against the closed-form Gaussian flow: orders, likelihoods, gradients, errors."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from fm_core.solver import METHODS, ODESolver
+from fm_core.testing.solver import GaussianFlow, ReversibleSolverTests
+
+MU = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+S = 0.5
+
+
+def make_flow(shape=(3,), dtype=torch.float64):
+    mu = torch.linspace(-1.0, 1.5, math.prod(shape), dtype=dtype).reshape(shape)
+    return GaussianFlow(mu, S)
+
+
+def std_normal_log_prob(x):
+    return -0.5 * (x**2).flatten(1).sum(-1) - 0.5 * x[0].numel() * math.log(2 * math.pi)
+
+
+class TestODESolverShared(ReversibleSolverTests):
+    methods = {"euler": 1, "midpoint": 2, "heun2": 2, "rk4": 4}  # noqa: RUF012
+
+    @pytest.fixture
+    def solver(self):
+        return ODESolver(make_flow())
+
+    def make_x_init(self, batch_size, dtype):
+        return torch.randn(batch_size, 3, generator=torch.Generator().manual_seed(0)).to(dtype)
+
+
+# ----------------------------------------------------------------------------- convergence order
+STEPS = {
+    "euler": [8, 16, 32, 64],
+    "midpoint": [8, 16, 32, 64],
+    "heun2": [8, 16, 32, 64],
+    "rk4": [4, 8, 16, 32],
+}  # fmt: skip  (rk4: few steps, so the error stays above fp64 noise)
+
+
+def _slope(solver, x_0, exact, method):
+    errors = [
+        (solver.sample(x_0, step_size=1 / n, method=method) - exact).abs().max().item()
+        for n in STEPS[method]
+    ]
+    assert errors[-1] > 1e-13, errors  # above float64 noise, so the slope means something
+    return np.polyfit(np.log([1 / n for n in STEPS[method]]), np.log(errors), 1)[0]
+
+
+@pytest.mark.parametrize("method", list(STEPS))
+def test_error_falls_at_the_method_order_gaussian_flow(method):
+    flow = GaussianFlow(MU, 2.0)
+    x_0 = torch.randn(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exact = flow.flow(x_0, 1.0)
+    slope = _slope(ODESolver(flow), x_0, exact, method)
+    order = METHODS[method].order
+    if method == "midpoint":
+        # The explicit midpoint rule is superconvergent (slope 3.0) on this linear ODE: its h^2
+        # error term cancels for u = a(t) x + b(t) with this a, b. The nonlinear test below pins 2.
+        assert order - 0.9 < slope < order + 1.1, slope
+    else:
+        assert abs(slope - order) < 0.9, slope
+
+
+@pytest.mark.parametrize("method", list(STEPS))
+def test_error_falls_at_the_method_order_nonlinear(method):
+    # u_t(x) = cos(t) x^2 has the closed form x_1 = x_0 / (1 - x_0 sin 1).
+    x_0 = torch.rand(16, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    x_0 = 1.5 * x_0 - 1
+    exact = x_0 / (1 - x_0 * math.sin(1.0))
+    slope = _slope(ODESolver(lambda x, t: torch.cos(t) * x**2), x_0, exact, method)
+    assert abs(slope - METHODS[method].order) < 0.9, slope
+
+
+@pytest.mark.parametrize("grid", [None, [0.0, 0.25, 1.0]])
+def test_dopri5_matches_the_flow_map(grid):
+    flow = make_flow()
+    solver = ODESolver(flow)
+    x_0 = torch.randn(16, 3, dtype=torch.float64)
+    out = solver.sample(x_0, None, method="dopri5", atol=1e-9, rtol=1e-9, time_grid=grid,
+                        return_intermediates=True)  # fmt: skip
+    with torch.no_grad():
+        times = grid or [0.0, 1.0]
+        for i, t in enumerate(times):
+            torch.testing.assert_close(out[i], flow.flow(x_0, t), atol=1e-7, rtol=0)
+    assert solver.last_nfe > 6
+
+
+def test_dopri5_tolerance_controls_error_and_nfe():
+    flow = make_flow()
+    solver = ODESolver(flow)
+    x_0 = torch.randn(16, 3, dtype=torch.float64)
+    with torch.no_grad():
+        exact = flow.flow(x_0, 1.0)
+    errs, nfes = [], []
+    for tol in (1e-3, 1e-6, 1e-9):
+        errs.append(
+            (solver.sample(x_0, None, method="dopri5", atol=tol, rtol=tol) - exact).abs().max()
+        )
+        nfes.append(solver.last_nfe)
+    assert errs[0] > errs[1] > errs[2] and nfes[0] < nfes[1] < nfes[2]
+
+
+def test_reverse_integration_recovers_the_source():
+    flow = make_flow()
+    x_0 = torch.randn(8, 3, dtype=torch.float64)
+    with torch.no_grad():
+        x_1 = flow.flow(x_0, 1.0)
+    back = ODESolver(flow).sample(x_1, 0.05, method="rk4", time_grid=[1.0, 0.0])
+    torch.testing.assert_close(back, x_0, atol=1e-6, rtol=0)
+
+
+# ----------------------------------------------------------------------------- likelihood
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3,), (2, 3, 4)])
+def test_exact_likelihood_matches_closed_form(dtype, shape):
+    flow = make_flow(shape, torch.float64)
+    x_1 = flow.flow(torch.randn(6, *shape, dtype=torch.float64), 1.0).detach()
+    with torch.no_grad():
+        want = flow.log_prob(x_1, 1.0)
+    flow = flow.to(dtype)
+    solver = ODESolver(flow)
+    tol = 1e-9 if dtype == torch.float64 else 1e-5
+    x_0, log_p1 = solver.compute_likelihood(x_1.to(dtype), std_normal_log_prob, None,
+                                            method="dopri5", atol=tol, rtol=tol,
+                                            exact_divergence=True)  # fmt: skip
+    assert log_p1.shape == (6,) and log_p1.dtype == dtype and x_0.shape == x_1.shape
+    torch.testing.assert_close(log_p1.double(), want, atol=1e-3, rtol=0)
+    if dtype == torch.float64:
+        torch.testing.assert_close(log_p1, want, atol=1e-6, rtol=0)
+    # fixed steps converge to the same value
+    _, lp = solver.compute_likelihood(x_1.to(dtype), std_normal_log_prob, 0.05, method="rk4",
+                                      exact_divergence=True)  # fmt: skip
+    torch.testing.assert_close(lp.double(), want, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
+def test_hutchinson_mean_of_many_probes_matches_exact(probe):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 4))
+    net = net.double()
+    solver = ODESolver(lambda x, t: net(x) * (1 + t))
+    x_1 = torch.randn(5, 4, dtype=torch.float64)
+    kw = {"step_size": 0.25, "method": "midpoint"}
+    _, exact = solver.compute_likelihood(x_1, std_normal_log_prob, exact_divergence=True, **kw)
+    gen = torch.Generator().manual_seed(0)
+    _, est = solver.compute_likelihood(x_1, std_normal_log_prob, divergence="hutchinson",
+                                       num_probes=4000, probe=probe, generator=gen, **kw)  # fmt: skip
+    torch.testing.assert_close(est, exact, atol=0.05, rtol=0)
+    # one probe per call, averaged over calls, also converges (the reference's estimator)
+    _, one = solver.compute_likelihood(x_1, std_normal_log_prob, **kw)
+    assert one.shape == (5,) and not torch.equal(one, exact)
+
+
+def test_hutchinson_is_exact_for_a_diagonal_jacobian_with_rademacher():
+    flow = make_flow((3,))
+    x_1 = torch.randn(4, 3, dtype=torch.float64)
+    solver = ODESolver(flow)
+    kw = {"step_size": 0.1, "method": "rk4"}
+    _, exact = solver.compute_likelihood(x_1, std_normal_log_prob, exact_divergence=True, **kw)
+    _, est = solver.compute_likelihood(x_1, std_normal_log_prob, **kw)  # z^T (c I) z = c D
+    torch.testing.assert_close(est, exact)
+
+
+def test_sample_with_likelihood_matches_compute_likelihood():
+    flow = make_flow((2, 2, 2))
+    solver = ODESolver(flow)
+    x_0 = torch.randn(5, 2, 2, 2, dtype=torch.float64)
+    x_1, log_p1 = solver.sample_with_likelihood(x_0, std_normal_log_prob, None, method="dopri5",
+                                                atol=1e-9, rtol=1e-9)  # fmt: skip
+    with torch.no_grad():
+        torch.testing.assert_close(x_1, flow.flow(x_0, 1.0), atol=1e-7, rtol=0)
+        torch.testing.assert_close(log_p1, flow.log_prob(x_1, 1.0), atol=1e-6, rtol=0)
+
+
+def test_likelihood_intermediates_and_nfe():
+    solver = ODESolver(make_flow())
+    x_1 = torch.randn(4, 3, dtype=torch.float64)
+    xs, _ = solver.compute_likelihood(x_1, std_normal_log_prob, 0.1, method="heun2",
+                                      time_grid=[1.0, 0.5, 0.0], return_intermediates=True)  # fmt: skip
+    assert xs.shape == (3, 4, 3) and torch.equal(xs[0], x_1)
+    assert solver.last_nfe == 20
+
+
+# ----------------------------------------------------------------------------- gradients
+def _fd_check(fn, params, eps=1e-6, atol=1e-6):
+    loss = fn()
+    grads = torch.autograd.grad(loss, params)
+    for p, g in zip(params, grads, strict=True):
+        flat = p.data.view(-1)
+        for i in range(flat.numel()):
+            old = flat[i].item()
+            flat[i] = old + eps
+            with torch.no_grad():
+                up = fn().item()
+            flat[i] = old - eps
+            with torch.no_grad():
+                down = fn().item()
+            flat[i] = old
+            assert abs((up - down) / (2 * eps) - g.view(-1)[i].item()) < atol, (p.shape, i)
+
+
+@pytest.mark.parametrize("checkpoint_steps", [True, False])
+def test_gradients_through_sample_match_finite_differences(checkpoint_steps):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+    net = net.double()
+    solver = ODESolver(lambda x, t: net(torch.cat([x, t.expand(x.shape[0], 1)], 1)))
+    x_0 = torch.randn(4, 2, dtype=torch.float64)
+
+    def loss():
+        out = solver.sample(x_0, 0.25, method="midpoint", enable_grad=True,
+                            checkpoint_steps=checkpoint_steps)  # fmt: skip
+        return (out**2).sum()
+
+    _fd_check(loss, [net[0].weight, net[2].bias])
+
+
+@pytest.mark.parametrize("method", ["euler", "dopri5"])
+def test_gradients_through_likelihood_match_finite_differences(method):
+    flow = make_flow((2,))
+    solver = ODESolver(flow)
+    x_1 = torch.randn(4, 2, dtype=torch.float64)
+    kw = (
+        {"step_size": 0.1}
+        if method == "euler"
+        else {"step_size": None, "atol": 1e-10, "rtol": 1e-10}
+    )
+
+    def loss():
+        _, lp = solver.compute_likelihood(x_1, std_normal_log_prob, method=method,
+                                          exact_divergence=True, enable_grad=True, **kw)  # fmt: skip
+        return lp.mean()
+
+    _fd_check(loss, [flow.mu, flow.log_s], atol=1e-5)
+    if method == "dopri5":  # the converged gradient is the closed form's
+        lp = flow.log_prob(x_1, 1.0).mean()
+        g_exact = torch.autograd.grad(lp, [flow.mu, flow.log_s])
+        g = torch.autograd.grad(loss(), [flow.mu, flow.log_s])
+        for a, b in zip(g, g_exact, strict=True):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_maximum_likelihood_training_moves_towards_the_target():
+    flow = GaussianFlow(torch.zeros(2, dtype=torch.float64), 1.0)
+    target = GaussianFlow(torch.tensor([1.0, -1.0], dtype=torch.float64), 0.5)
+    data = target.flow(torch.randn(256, 2, dtype=torch.float64), 1.0).detach()
+    opt = torch.optim.Adam(flow.parameters(), lr=0.1)
+    solver = ODESolver(flow)
+    for _ in range(30):
+        _, lp = solver.compute_likelihood(data, std_normal_log_prob, 0.25, method="midpoint",
+                                          exact_divergence=True, enable_grad=True)  # fmt: skip
+        opt.zero_grad()
+        (-lp.mean()).backward()
+        opt.step()
+    assert (flow.mu.detach() - target.mu.detach()).abs().max() < 0.3
+    assert abs(flow.log_s.exp().item() - 0.5) < 0.15
+
+
+# ----------------------------------------------------------------------------- bad input
+def test_bad_inputs_raise_before_any_step():
+    calls = []
+
+    def model(x, t):
+        calls.append(1)
+        return x[:, :2]
+
+    solver = ODESolver(model)
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="velocity_model output must have the shape of x"):
+        solver.sample(x, 0.1)
+    assert len(calls) == 1
+    good = ODESolver(lambda x, t: -x)
+    with pytest.raises(ValueError, match="method must be one of"):
+        good.sample(x, 0.1, method="eulr")
+    with pytest.raises(ValueError, match="step_size is required"):
+        good.sample(x, None)
+    with pytest.raises(ValueError, match="step_size must be None"):
+        good.sample(x, 0.1, method="dopri5")
+    with pytest.raises(ValueError, match="step_size must be a positive"):
+        good.sample(x, -0.1)
+    with pytest.raises(ValueError, match="time_grid must be strictly"):
+        good.sample(x, 0.1, time_grid=[0.0, 0.5, 0.2])
+    with pytest.raises(ValueError, match=r"time_grid must lie in \[0, 1\]"):
+        good.sample(x, 0.1, time_grid=[0.0, 1.2])
+    with pytest.raises(TypeError, match="x_init must be a floating-point"):
+        good.sample(torch.ones(3, 2, dtype=torch.long), 0.1)
+    with pytest.raises(ValueError, match=r"time_grid must start at 1\.0 and end at 0\.0"):
+        good.compute_likelihood(x, std_normal_log_prob, 0.1, time_grid=[0.0, 1.0])
+    with pytest.raises(ValueError, match="divergence must be"):
+        good.compute_likelihood(x, std_normal_log_prob, 0.1, divergence="approx")
+    with pytest.raises(ValueError, match="probe must be"):
+        good.compute_likelihood(x, std_normal_log_prob, 0.1, probe="uniform")
+    with pytest.raises(ValueError, match="num_probes must be"):
+        good.compute_likelihood(x, std_normal_log_prob, 0.1, num_probes=0)
+    with pytest.raises(TypeError, match="log_p0 must be callable"):
+        good.compute_likelihood(x, None, 0.1)
+    with pytest.raises(ValueError, match="atol must be a positive"):
+        good.sample(x, None, method="dopri5", atol=0.0)
+    with pytest.raises(TypeError, match="velocity_model must return a Tensor"):
+        ODESolver(lambda x, t: (x,)).sample(x, 0.1)
+
+
+def test_torchdiffeq_serves_other_methods():
+    # torchdiffeq is in fm-core's test extras, so this runs in every test session.
+    flow = make_flow()
+    solver = ODESolver(flow)
+    x_0 = torch.randn(4, 3, dtype=torch.float64)
+    out = solver.sample(x_0, None, method="bosh3", atol=1e-8, rtol=1e-8)
+    with torch.no_grad():  # bosh3 in torchdiffeq reaches ~1e-6 here whatever the tolerance
+        torch.testing.assert_close(out, flow.flow(x_0, 1.0), atol=1e-4, rtol=0)
+    assert solver.last_nfe > 0
+
+
+def test_model_extras_are_forwarded():
+    seen = {}
+
+    def model(x, t, label):
+        seen["label"] = label
+        return torch.zeros_like(x)
+
+    ODESolver(model).sample(torch.zeros(2, 2), 0.5, label=3)
+    assert seen["label"] == 3
