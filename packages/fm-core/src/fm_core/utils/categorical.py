@@ -19,8 +19,8 @@ def categorical(
     r"""Draw one index per row from unnormalised probabilities, by Gumbel-max.
 
     $\arg\max_i \log p_i + G_i$ with $G_i$ Gumbel is computed as $\arg\max_i p_i / E_i$ with
-    $E_i \sim \mathrm{Exp}(1)$ (the same draw: $-\log E$ is Gumbel), which needs no logarithm of
-    $p$ and never selects a zero-probability entry. Rows need not sum to one.
+    $E_i = -\log U_i \sim \mathrm{Exp}(1)$ (the same draw: $-\log E$ is Gumbel), which needs no
+    logarithm of $p$ and never selects a zero-probability entry. Rows need not sum to one.
 
     Sampling in float32 truncates small probabilities: over a 50k-token vocabulary the tail
     mass is visibly mis-sampled, which degrades generated text. The default is float64.
@@ -41,6 +41,8 @@ def categorical(
     if probs.ndim == 0 or probs.shape[-1] == 0:
         raise ValueError(f"probs must have shape [..., K] with K >= 1, got {tuple(probs.shape)}")
     p = probs.to(dtype)
-    e = torch.empty_like(p).exponential_(generator=generator)
-    # exponential_ may return exactly 0; tiny keeps p / e finite and ordered.
-    return (p / e.clamp_min_(torch.finfo(dtype).tiny)).argmax(dim=-1)
+    # E = -log U with U ~ U[0, 1) is Exp(1). rand + log is ~3x faster than exponential_ on CPU
+    # (21 vs 62 ms for [64, 50257] float64, 2 cores). U = 0 gives E = inf, so p / E = 0 and that
+    # entry is never chosen; U < 1 keeps E > 0.
+    e = torch.rand(p.shape, dtype=dtype, device=p.device, generator=generator).log_().neg_()
+    return (p / e).argmax(dim=-1)
