@@ -164,8 +164,8 @@ class ExactOTCoupling(Coupling):
     ``OTPlanSampler("exact")`` plan without its sampling noise.
 
     **Solver.** ``solver="auto"`` (the default) solves CPU batches with SciPy's exact
-    ``linear_sum_assignment`` when SciPy is importable (a C implementation, 30-55x faster than
-    the auction on CPU at D=2; see ``benchmarks/results/couplings.md``) and everything else with
+    ``linear_sum_assignment`` when SciPy is importable (a C implementation, 2.6-26x faster than
+    the auction on CPU at D=2, idle machine; see ``benchmarks/results/couplings.md``) and everything else with
     the auction on the tensors' device. ``"auction"`` and ``"scipy"`` force one of them.
 
     Args:

@@ -103,18 +103,22 @@ class Sphere(geoopt.Sphere):
             ``(point, velocity)``, both ``[..., D]``.
         """
         inner = (x * y).sum(-1, keepdim=True)
-        w = y - inner * x  # norm sin(theta)
+        w = torch.addcmul(y, inner, x, value=-1.0)  # y - <x, y> x, of norm sin(theta)
         sin_theta = safe_norm(w)
         theta = torch.atan2(sin_theta, inner)  # accurate near 0 and near pi
-        u = w * theta_over_sin(theta, sin_theta)
+        k = theta_over_sin(theta, sin_theta)  # u = log_x(y) = k * w
         cut = math.pi - (1e-6 if x.dtype == torch.float64 else 1e-3)
         antipodal = theta > cut
-        if bool(antipodal.any()):
-            u = torch.where(antipodal, self._antipodal_direction(x) * theta, u)
         st = s * theta
         cos_st = torch.cos(st)
-        point = cos_st * x + (s * sinc(st)) * u
-        velocity = cos_st * u - (theta * torch.sin(st)) * x
+        if bool(antipodal.any()):
+            u = torch.where(antipodal, self._antipodal_direction(x) * theta, k * w)
+            point = cos_st * x + (s * sinc(st)) * u
+            return point, cos_st * u - (theta * torch.sin(st)) * x
+        # point and velocity are per-sample combinations of x and w = y - <x, y> x, so every
+        # factor is [..., 1]; only the two addcmuls touch [..., D] data.
+        point = torch.addcmul(cos_st * x, s * sinc(st) * k, w)
+        velocity = torch.addcmul(-(theta * torch.sin(st)) * x, cos_st * k, w)
         return point, velocity
 
     def _antipodal_direction(self, x: Tensor) -> Tensor:
