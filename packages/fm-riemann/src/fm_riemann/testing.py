@@ -10,6 +10,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+
 import geoopt
 import torch
 
@@ -74,3 +76,26 @@ MANIFOLDS = {
     "se3_like": se3_like,
 }
 OURS = ["sphere", "torus", "so3"]
+
+
+VMF_MEANS = torch.nn.functional.normalize(
+    torch.tensor([[1.0, 1.0, 1.0], [-1.0, 0.5, -0.5], [0.0, -1.0, 0.8]]), dim=-1
+)
+
+
+def sample_vmf_mixture(
+    n: int, kappa: float = 8.0, means: torch.Tensor | None = None, generator=None
+) -> torch.Tensor:
+    """An equal mixture of von Mises-Fisher(mu_k, kappa) on S^2, ``[n, 3]``, by Wood's sampler.
+
+    Along the mean, $w = 1 + \\log(u + (1 - u) e^{-2\\kappa}) / \\kappa$ with $u \\sim U(0, 1)$;
+    the rest is a uniform tangent direction scaled by $\\sqrt{1 - w^2}$. ``means`` defaults to
+    ``VMF_MEANS`` (three unit vectors).
+    """
+    means = VMF_MEANS if means is None else means
+    mu = means[torch.randint(len(means), (n,), generator=generator)]
+    u = torch.rand(n, 1, generator=generator)
+    w = 1 + torch.log(u + (1 - u) * math.exp(-2 * kappa)) / kappa
+    v = torch.randn(n, 3, generator=generator)
+    v = torch.nn.functional.normalize(v - (v * mu).sum(-1, keepdim=True) * mu, dim=-1)
+    return w * mu + (1 - w * w).clamp_min(0).sqrt() * v

@@ -15,21 +15,7 @@ from fm_riemann import (
     RiemannianODESolver,
     Sphere,
 )
-
-MEANS = torch.nn.functional.normalize(
-    torch.tensor([[1.0, 1.0, 1.0], [-1.0, 0.5, -0.5], [0.0, -1.0, 0.8]]), dim=-1
-)
-
-
-def sample_vmf_mixture(n: int, kappa: float = 8.0, generator=None) -> torch.Tensor:
-    """Wood's sampler on S^2: w = 1 + log(u + (1 - u) e^{-2κ}) / κ along the mean."""
-    comp = torch.randint(len(MEANS), (n,), generator=generator)
-    mu = MEANS[comp]
-    u = torch.rand(n, 1, generator=generator)
-    w = 1 + torch.log(u + (1 - u) * math.exp(-2 * kappa)) / kappa
-    v = torch.randn(n, 3, generator=generator)
-    v = torch.nn.functional.normalize(v - (v * mu).sum(-1, keepdim=True) * mu, dim=-1)
-    return w * mu + (1 - w * w).clamp_min(0).sqrt() * v
+from fm_riemann.testing import sample_vmf_mixture
 
 
 class MLP(nn.Module):
