@@ -99,3 +99,21 @@ def sample_vmf_mixture(
     v = torch.randn(n, 3, generator=generator)
     v = torch.nn.functional.normalize(v - (v * mu).sum(-1, keepdim=True) * mu, dim=-1)
     return w * mu + (1 - w * w).clamp_min(0).sqrt() * v
+
+
+class TimeMLP(torch.nn.Module):
+    """A small velocity network ``(x [B, D], t [B] or 0-dim) -> [B, D]`` for examples and tests."""
+
+    def __init__(self, dim: int = 3, width: int = 64):
+        super().__init__()
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(dim + 1, width),
+            torch.nn.SiLU(),
+            torch.nn.Linear(width, width),
+            torch.nn.SiLU(),
+            torch.nn.Linear(width, dim),
+        )
+
+    def forward(self, x, t):
+        t = t.expand(x.shape[0]) if t.ndim == 0 else t
+        return self.net(torch.cat([x, t[:, None].to(x)], -1))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
 from fm_core.path.scheduler import CondOTScheduler
 from fm_riemann import (
@@ -15,19 +14,7 @@ from fm_riemann import (
     RiemannianODESolver,
     Sphere,
 )
-from fm_riemann.testing import sample_vmf_mixture
-
-
-class MLP(nn.Module):
-    def __init__(self, width: int = 64):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(4, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(), nn.Linear(width, 3)
-        )
-
-    def forward(self, x, t):
-        t = t.expand(x.shape[0]) if t.ndim == 0 else t
-        return self.net(torch.cat([x, t[:, None].to(x)], -1))
+from fm_riemann.testing import TimeMLP, sample_vmf_mixture
 
 
 def test_trained_flow_beats_uniform_and_stays_on_the_sphere():
@@ -44,7 +31,7 @@ def _train_and_check():
     torch.manual_seed(0)
     sphere = Sphere()
     path = GeodesicProbPath(CondOTScheduler(), sphere)
-    model = ProjectToTangent(MLP(), sphere)
+    model = ProjectToTangent(TimeMLP(), sphere)
     loss_fn = RiemannianFlowMatchingLoss(path)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(400):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fm_core.loss.backend import BACKENDS, resolve_backend
 from fm_core.path.affine import AffineProbPath
 from fm_core.path.path_sample import PathSample
 from fm_core.path.scheduler.scheduler import SchedulerOutput
+from fm_core.utils.backend import check_backend, resolve_backend
 from fm_core.utils.checks import check_floating, check_same_shape, check_tensor, check_time
 
 __all__ = ["PREDICTIONS", "REDUCTIONS", "FlowMatchingLoss", "flow_matching_loss"]
@@ -122,7 +122,7 @@ def flow_matching_loss(
         )
     _check_choice(prediction, "prediction", PREDICTIONS)
     _check_choice(reduction, "reduction", REDUCTIONS)
-    _check_choice(backend, "backend", BACKENDS)
+    check_backend(backend)
     _check_inputs(model_output, x_0, x_1, t, weights)
     c = path.scheduler(t)
     kernels = resolve_backend(backend, model_output, x_0, x_1)
@@ -181,7 +181,7 @@ class FlowMatchingLoss(nn.Module):
         self.path = path
         self.prediction = _check_choice(prediction, "prediction", PREDICTIONS)
         self.reduction = _check_choice(reduction, "reduction", REDUCTIONS)
-        self.backend = _check_choice(backend, "backend", BACKENDS)
+        self.backend = check_backend(backend)
 
     def forward(
         self,

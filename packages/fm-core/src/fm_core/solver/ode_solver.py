@@ -154,13 +154,28 @@ class ODESolver(Solver):
 
         return dynamics
 
-    def _solve_with_log_det(self, x, m, grid, step_size, atol, rtol, enable_grad, ckpt, dyn_args,
-                            model_extras):  # fmt: skip
-        if not callable(dyn_args["log_p0"]):
-            raise TypeError(f"log_p0 must be callable, got {type(dyn_args['log_p0']).__name__}")
+    def _solve_with_log_det(
+        self, x, log_p0, ends, name, *, step_size, method, atol, rtol, time_grid, enable_grad,
+        checkpoint_steps, exact_divergence, divergence, num_probes, probe, generator,
+        divergence_chunk_size, model_extras,
+    ):  # fmt: skip
+        """Integrate ``(x, int div u dt)`` over a grid running from ``ends[0]`` to ``ends[1]``.
+
+        Shared by ``compute_likelihood`` (1 -> 0) and ``sample_with_likelihood`` (0 -> 1); every
+        argument is checked before the first step. Returns the states at the grid times.
+        """
+        m, grid = self._prepare(x, step_size, method, atol, rtol, time_grid, ends, name)
+        got = grid[[0, -1]].tolist()
+        if got != list(ends):
+            raise ValueError(
+                f"time_grid must start at {ends[0]} and end at {ends[1]}, got ends {got}"
+            )
+        if not callable(log_p0):
+            raise TypeError(f"log_p0 must be callable, got {type(log_p0).__name__}")
         call = ModelCall(self.velocity_model, model_extras)
-        dyn = self._log_det_dynamics(call, x, *dyn_args["div"])
-        use_ckpt = enable_grad if ckpt is None else ckpt and enable_grad
+        dyn = self._log_det_dynamics(call, x, exact_divergence, divergence, num_probes, probe,
+                                     generator, divergence_chunk_size)  # fmt: skip
+        use_ckpt = enable_grad if checkpoint_steps is None else checkpoint_steps and enable_grad
         log_det0 = torch.zeros(x.shape[0], device=x.device, dtype=time_dtype(x))
         with torch.set_grad_enabled(enable_grad):
             states = integrate(dyn, (x, log_det0), grid, m, step_size=step_size, atol=atol,
@@ -225,15 +240,26 @@ class ODESolver(Solver):
             >>> x_0, log_p1 = solver.compute_likelihood(x_1, log_p0, step_size=0.05,
             ...                                         exact_divergence=True)
         """
-        m, grid = self._prepare(x_1, step_size, method, atol, rtol, time_grid, (1.0, 0.0), "x_1")
-        ends = grid[[0, -1]].tolist()
-        if ends != [1.0, 0.0]:
-            raise ValueError(f"time_grid must start at 1.0 and end at 0.0, got ends {ends}")
-        args = {"log_p0": log_p0,
-                "div": (exact_divergence, divergence, num_probes, probe, generator,
-                        divergence_chunk_size)}  # fmt: skip
-        states = self._solve_with_log_det(x_1, m, grid, step_size, atol, rtol, enable_grad,
-                                          checkpoint_steps, args, model_extras)  # fmt: skip
+        states = self._solve_with_log_det(
+            x_1,
+            log_p0,
+            (1.0, 0.0),
+            "x_1",
+            step_size=step_size,
+            method=method,
+            atol=atol,
+            rtol=rtol,
+            time_grid=time_grid,
+            enable_grad=enable_grad,
+            checkpoint_steps=checkpoint_steps,
+            exact_divergence=exact_divergence,
+            divergence=divergence,
+            num_probes=num_probes,
+            probe=probe,
+            generator=generator,
+            divergence_chunk_size=divergence_chunk_size,
+            model_extras=model_extras,
+        )
         x_0, integral = states[-1]
         with torch.set_grad_enabled(enable_grad):
             log_p1 = log_p0(x_0) + integral  # integral = int_1^0 div dt = -int_0^1 div dt
@@ -274,17 +300,28 @@ class ODESolver(Solver):
         Example:
             >>> x_1, log_p1 = solver.sample_with_likelihood(x_0, log_p0, step_size=0.05)
         """
-        m, grid = self._prepare(x_init, step_size, method, atol, rtol, time_grid, (0.0, 1.0))
-        ends = grid[[0, -1]].tolist()
-        if ends != [0.0, 1.0]:
-            raise ValueError(f"time_grid must start at 0.0 and end at 1.0, got ends {ends}")
-        args = {"log_p0": log_p0,
-                "div": (exact_divergence, divergence, num_probes, probe, generator,
-                        divergence_chunk_size)}  # fmt: skip
+        states = self._solve_with_log_det(
+            x_init,
+            log_p0,
+            (0.0, 1.0),
+            "x_init",
+            step_size=step_size,
+            method=method,
+            atol=atol,
+            rtol=rtol,
+            time_grid=time_grid,
+            enable_grad=enable_grad,
+            checkpoint_steps=checkpoint_steps,
+            exact_divergence=exact_divergence,
+            divergence=divergence,
+            num_probes=num_probes,
+            probe=probe,
+            generator=generator,
+            divergence_chunk_size=divergence_chunk_size,
+            model_extras=model_extras,
+        )
         with torch.set_grad_enabled(enable_grad):
             log_p_init = log_p0(x_init)
-        states = self._solve_with_log_det(x_init, m, grid, step_size, atol, rtol, enable_grad,
-                                          checkpoint_steps, args, model_extras)  # fmt: skip
         x_1, integral = states[-1]
         log_p1 = log_p_init - integral
         if return_intermediates:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fm_discrete._backend import check_backend
+from fm_core.utils.backend import check_backend
 from fm_discrete._checks import check_probabilities, check_tokens
 from fm_discrete.loss.generalized_kl import generalized_kl
 from fm_discrete.path.mixture import MixtureDiscreteProbPath

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from fm_core.utils.backend import check_backend, resolve_backend
 from fm_core.utils.tensor import unsqueeze_to_match
-from fm_discrete._backend import check_backend, resolve_backend
 from fm_discrete.loss._inputs import check_loss_inputs, check_reduction, reduce
 from fm_discrete.path.mixture import DEFAULT_JUMP_EPS, MixtureDiscreteProbPath
 

@@ -10,8 +10,8 @@ from torch import Tensor
 
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
+from fm_core.utils.backend import check_backend, resolve_backend
 from fm_core.utils.checks import check_tensor
-from fm_discrete._backend import check_backend, resolve_backend
 from fm_discrete._checks import check_probabilities, check_tokens, check_vocabulary_size
 from fm_discrete.path.mixture import MixtureDiscreteProbPath
 from fm_discrete.solver.guidance import guided_scores
