@@ -246,6 +246,26 @@ def test_gradients_through_likelihood_match_finite_differences(method):
             torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
+def test_likelihood_gradients_do_not_checkpoint_by_default():
+    # Checkpointing a step whose divergence calls autograd.grad recomputes the step in the forward
+    # pass already (midpoint, 10 steps: 20 model calls became 50+); the default is off, and the
+    # opt-in gives the same gradients.
+    flow = make_flow((2,))
+    calls = []
+    solver = ODESolver(lambda x, t: calls.append(1) or flow(x, t))
+    x_1 = torch.randn(4, 2, dtype=torch.float64)
+    grads, counts = [], []
+    for kw in ({}, {"checkpoint_steps": True}):
+        calls.clear()
+        _, lp = solver.compute_likelihood(x_1, std_normal_log_prob, 0.1, method="midpoint",
+                                          exact_divergence=True, enable_grad=True, **kw)  # fmt: skip
+        counts.append(len(calls))
+        grads.append(torch.autograd.grad(lp.mean(), [flow.mu, flow.log_s]))
+    assert counts[0] == 20 and solver.last_nfe > 20  # the opt-in's forward recomputes
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_maximum_likelihood_training_moves_towards_the_target():
     flow = GaussianFlow(torch.zeros(2, dtype=torch.float64), 1.0)
     target = GaussianFlow(torch.tensor([1.0, -1.0], dtype=torch.float64), 0.5)

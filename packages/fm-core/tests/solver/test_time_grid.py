@@ -50,3 +50,23 @@ def test_resolve_default_and_sequence():
     assert (
         resolve_time_grid([0.0, 0.5, 1.0], (0.0, 1.0), dtype=torch.float64).dtype == torch.float64
     )
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize(("step_size", "steps"), [(0.02, 50), (0.01, 100), (0.1, 10), (0.2, 5)])
+def test_float_rounding_of_knots_adds_no_steps(dtype, step_size, steps):
+    # linspace(0, 1, 6) in float32 stores 0.2 as 0.2000000030: 0.2000000030 / 0.02 > 10 used to
+    # give 11 steps per interval (53 Euler steps for 0.02, 103 for 0.01).
+    grid, index = fixed_step_grid(torch.linspace(0, 1, 6, dtype=dtype), step_size)
+    assert grid.numel() - 1 == steps
+    assert index == [i * steps // 5 for i in range(6)]
+
+
+def test_euler_with_a_knotted_grid_takes_the_expected_number_of_steps():
+    from fm_core import ODESolver
+
+    solver = ODESolver(lambda x, t: -x)
+    solver.sample(torch.ones(2, 1), step_size=0.02, time_grid=torch.linspace(0, 1, 6))
+    assert solver.last_nfe == 50
+    solver.sample(torch.ones(2, 1), step_size=0.01, time_grid=torch.linspace(0, 1, 6))
+    assert solver.last_nfe == 100

@@ -58,8 +58,11 @@ def check_time_grid(time_grid: Tensor, name: str = "time_grid") -> None:
 def fixed_step_grid(time_grid: Tensor, step_size: float | None) -> tuple[Tensor, list[int]]:
     """Refine ``time_grid`` so that no step exceeds ``step_size`` and every grid time is hit exactly.
 
-    Each interval ``[t_i, t_{i+1}]`` is cut into ``ceil(|t_{i+1} - t_i| / step_size)`` equal steps
-    (a relative tolerance of 1e-9 stops ``1 / 0.1`` from becoming 11 steps). With
+    Each interval ``[t_i, t_{i+1}]`` is cut into ``ceil(|t_{i+1} - t_i| / step_size)`` equal steps.
+    The ratio is taken with a slack of a few units of rounding of the grid's dtype, so that knots
+    stored in float32 do not add steps: ``linspace(0, 1, 6)`` (knots ``0.2000000030, ...``) with
+    ``step_size=0.02`` takes 50 steps, not 53, and ``1 / 0.1`` is 10 steps, not 11. A step may
+    therefore exceed ``step_size`` by that rounding (relative ``~1e-5`` in float32). With
     ``step_size=None`` the grid is used as given.
 
     Args:
@@ -75,10 +78,14 @@ def fixed_step_grid(time_grid: Tensor, step_size: float | None) -> tuple[Tensor,
     if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not step_size > 0:
         raise ValueError(f"step_size must be a positive number or None, got {step_size!r}")
     knots = time_grid.detach().double().cpu().tolist()
+    # Each knot carries up to one rounding of the grid's dtype (eps * |t|); allow 4 eps per unit
+    # time on the ratio, and never less than 1e-9 (the float64 rounding of e.g. 1 / 0.1).
+    eps = torch.finfo(time_grid.dtype).eps
     pieces: list[Tensor] = []
     index = [0]
     for a, b in itertools.pairwise(knots):
-        n = max(1, math.ceil(abs(b - a) / step_size - 1e-9))
+        slack = max(1e-9, 4 * eps * (abs(a) + abs(b) + 1) / step_size)
+        n = max(1, math.ceil(abs(b - a) / step_size - slack))
         pieces.append(torch.linspace(a, b, n + 1, dtype=torch.float64)[:-1])
         index.append(index[-1] + n)
     pieces.append(torch.tensor([knots[-1]], dtype=torch.float64))
