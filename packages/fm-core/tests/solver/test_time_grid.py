@@ -52,12 +52,16 @@ def test_resolve_default_and_sequence():
     )
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, "float32 cast to float64"])
 @pytest.mark.parametrize(("step_size", "steps"), [(0.02, 50), (0.01, 100), (0.1, 10), (0.2, 5)])
 def test_float_rounding_of_knots_adds_no_steps(dtype, step_size, steps):
     # linspace(0, 1, 6) in float32 stores 0.2 as 0.2000000030: 0.2000000030 / 0.02 > 10 used to
     # give 11 steps per interval (53 Euler steps for 0.02, 103 for 0.01).
-    grid, index = fixed_step_grid(torch.linspace(0, 1, 6, dtype=dtype), step_size)
+    if isinstance(dtype, str):
+        knots = torch.linspace(0, 1, 6).double()
+    else:
+        knots = torch.linspace(0, 1, 6, dtype=dtype)
+    grid, index = fixed_step_grid(knots, step_size)
     assert grid.numel() - 1 == steps
     assert index == [i * steps // 5 for i in range(6)]
 

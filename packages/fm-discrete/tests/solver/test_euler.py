@@ -3,13 +3,40 @@ import sys
 import pytest
 import torch
 
+from fm_core.path.scheduler import CondOTScheduler
 from fm_core.path.scheduler.convex import PolynomialConvexScheduler
+from fm_core.testing import SolverTests
 from fm_discrete import MixtureDiscreteEulerSolver, MixtureDiscreteProbPath, mask_source_p
 from fm_discrete import solver as solver_mod
 from fm_discrete.testing import ExactFactorisedPosterior
 
 DATA, MASK, VOCAB, LENGTH = 5, 5, 6, 3
 N = 20_000
+
+
+class TestMixtureDiscreteEulerSolverShared(SolverTests):
+    """The shared solver properties; the solver has no ``method`` argument, one call per step."""
+
+    methods = {None: 1}  # noqa: RUF012
+
+    @pytest.fixture
+    def solver(self):
+        path = MixtureDiscreteProbPath(CondOTScheduler())
+        q = torch.softmax(torch.randn(LENGTH, DATA, generator=torch.Generator().manual_seed(0)), -1)
+        q = torch.cat([q, torch.zeros(LENGTH, 1)], -1)
+        p0 = mask_source_p(VOCAB, MASK)
+        return MixtureDiscreteEulerSolver(ExactFactorisedPosterior(q, p0, path), path, VOCAB, p0)
+
+    def make_x_init(self, batch_size, dtype):  # token ids: dtype does not apply
+        return torch.full((batch_size, LENGTH), MASK)
+
+    def sample_kwargs(self):  # the same draws on every call
+        return {"generator": torch.Generator().manual_seed(0)}
+
+    def test_guidance_counts_two_calls_per_step(self, solver):
+        x = self.make_x_init(2, torch.float32)
+        solver.sample(x, 0.25, guidance_scale=1.0, unconditional_model_extras={})
+        assert solver.last_nfe == 8
 
 
 def _uniform_p0():

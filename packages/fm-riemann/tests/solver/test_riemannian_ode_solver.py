@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from fm_core.testing import ReversibleSolverTests
 from fm_riemann import RiemannianODESolver, Sphere
 from fm_riemann.solver import METHODS
 from fm_riemann.testing import se3_like, torus_x_sphere
@@ -27,6 +28,30 @@ def exact_rotation(x, angle):
 
 
 X0 = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0, 1.0], [0.3, -1.0, 0.2]]), dim=-1)
+
+
+class TestRiemannianODESolverShared(ReversibleSolverTests):
+    """The shared solver properties, on the sphere with a time-dependent rotation field."""
+
+    methods = {"euler": 1, "midpoint": 2, "rk4": 4}  # noqa: RUF012
+    round_trip_atol = 1e-8
+
+    @pytest.fixture
+    def solver(self):
+        return RiemannianODESolver(Sphere(), rotation)
+
+    def make_x_init(self, batch_size, dtype):
+        g = torch.Generator().manual_seed(0)
+        return (
+            Sphere().projx(torch.randn(batch_size, 3, generator=g, dtype=torch.float64)).to(dtype)
+        )
+
+
+def test_likelihood_reports_nfe():
+    solver = RiemannianODESolver(Sphere(), rotation)
+    log_p0 = lambda x: torch.full(x.shape[:1], -math.log(4 * math.pi), dtype=x.dtype)
+    solver.compute_likelihood(X0.double(), log_p0, 0.1, method="midpoint", exact_divergence=True)
+    assert solver.last_nfe == 20
 
 
 @pytest.mark.parametrize(

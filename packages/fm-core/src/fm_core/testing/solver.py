@@ -64,23 +64,30 @@ class GaussianFlow(nn.Module):
 
 
 class SolverTests:
-    """Shared tests for solvers with ``sample(x_init, step_size, method, time_grid, ...)``.
+    """Shared tests for solvers with ``sample(x_init, step_size, [method,] time_grid, ...)``.
 
     Subclass as ``class TestMine(SolverTests)`` and provide:
 
     - the ``solver`` fixture (a ``Solver`` whose model is smooth and cheap);
-    - ``make_x_init(batch_size, dtype)`` returning initial states of shape ``[B, ...]``;
+    - ``make_x_init(batch_size, dtype)`` returning initial states of shape ``[B, ...]`` (a
+      discrete solver may ignore ``dtype`` and return token ids);
     - optionally ``methods``: ``{name: model evaluations per step}`` of the fixed-step methods to
-      check (default ``{"euler": 1, "midpoint": 2}``);
+      check (default ``{"euler": 1, "midpoint": 2}``); ``{None: k}`` for a solver without a
+      ``method`` argument (then the unknown-method test does not apply);
+    - optionally ``sample_kwargs()``: extra keyword arguments for every ``sample`` call, built
+      afresh for each call (a stochastic solver returns a freshly seeded ``generator`` so that
+      two calls draw the same numbers);
     - optionally ``round_trip_atol`` (used by ``ReversibleSolverTests``);
     - optionally ``assert_close(a, b, atol)`` (``torch.testing.assert_close`` by default; a
       manifold solver may compare by distance).
 
-    The NFE check reads ``solver.last_nfe`` when the solver has it.
+    Every solver reports ``solver.last_nfe``, the model evaluations of its last call (set
+    ``reports_nfe = False`` to opt out).
     """
 
-    methods: dict[str, int] = {"euler": 1, "midpoint": 2}  # noqa: RUF012 - read-only
+    methods: dict[str | None, int] = {"euler": 1, "midpoint": 2}  # noqa: RUF012 - read-only
     round_trip_atol: float = 1e-4
+    reports_nfe: bool = True
 
     @pytest.fixture
     def solver(self) -> Solver:
@@ -89,48 +96,62 @@ class SolverTests:
     def make_x_init(self, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
         raise NotImplementedError
 
+    def sample_kwargs(self) -> dict:
+        return {}
+
     def assert_close(self, a: torch.Tensor, b: torch.Tensor, atol: float) -> None:
         torch.testing.assert_close(a, b, rtol=0.0, atol=atol)
+
+    def sample(self, solver: Solver, x: torch.Tensor, method: str | None, **kwargs):
+        """``solver.sample(x_init=x, method=method, **sample_kwargs(), **kwargs)``."""
+        if method is not None:
+            kwargs["method"] = method
+        return solver.sample(x_init=x, **self.sample_kwargs(), **kwargs)
 
     @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
     def test_end_state_shape_and_dtype(self, solver, dtype):
         x = self.make_x_init(5, dtype)
         for method in self.methods:
-            out = solver.sample(x_init=x, step_size=0.25, method=method)
+            out = self.sample(solver, x, method, step_size=0.25)
             assert out.shape == x.shape, method
             assert out.dtype == x.dtype, method
             assert bool(torch.isfinite(out).all()), method
 
     def test_nfe_counts_model_evaluations(self, solver):
-        if not hasattr(solver, "last_nfe"):
-            pytest.skip("solver does not report last_nfe")
+        if not self.reports_nfe:
+            pytest.skip("reports_nfe = False: the solver does not report last_nfe")
         x = self.make_x_init(3, torch.float64)
         for method, stages in self.methods.items():
-            solver.sample(x_init=x, step_size=0.1, method=method)
+            self.sample(solver, x, method, step_size=0.1)
             assert solver.last_nfe == 10 * stages, method
             # a grid with knots refines each interval: [0, 0.5] and [0.5, 1] at 0.2 -> 3 + 3 steps
-            solver.sample(x_init=x, step_size=0.2, method=method, time_grid=[0.0, 0.5, 1.0])
+            self.sample(solver, x, method, step_size=0.2, time_grid=[0.0, 0.5, 1.0])
             assert solver.last_nfe == 6 * stages, method
+            # float32 knots add no steps from rounding: linspace(0, 1, 6) at 0.02 is 50 steps
+            self.sample(solver, x, method, step_size=0.02, time_grid=torch.linspace(0, 1, 6))
+            assert solver.last_nfe == 50 * stages, method
 
     def test_intermediates_at_grid_times(self, solver):
         x = self.make_x_init(4, torch.float64)
         grid = torch.tensor([0.0, 0.3, 0.5, 1.0], dtype=torch.float64)
         for method in self.methods:
-            path = solver.sample(
-                x_init=x, step_size=0.1, method=method, time_grid=grid, return_intermediates=True
+            path = self.sample(
+                solver, x, method, step_size=0.1, time_grid=grid, return_intermediates=True
             )
             assert path.shape == (4, *x.shape), method
             self.assert_close(path[0], x, 0.0)
-            end = solver.sample(x_init=x, step_size=0.1, method=method, time_grid=grid)
+            end = self.sample(solver, x, method, step_size=0.1, time_grid=grid)
             self.assert_close(path[-1], end, 1e-12)
             # the state at 0.5 equals a solve that stops at 0.5 with the same steps
-            half = solver.sample(x_init=x, step_size=0.1, method=method, time_grid=grid[:3])
+            half = self.sample(solver, x, method, step_size=0.1, time_grid=grid[:3])
             self.assert_close(path[2], half, 1e-12)
 
     def test_unknown_method_is_rejected(self, solver):
+        if None in self.methods:
+            pytest.skip("the solver has no method argument")
         x = self.make_x_init(2, torch.float32)
         with pytest.raises(ValueError, match="method"):
-            solver.sample(x_init=x, step_size=0.1, method="no-such-method")
+            self.sample(solver, x, "no-such-method", step_size=0.1)
 
     @pytest.mark.parametrize(
         ("grid", "match"),
@@ -139,7 +160,7 @@ class SolverTests:
     def test_bad_time_grid_is_rejected(self, solver, grid, match):
         x = self.make_x_init(2, torch.float32)
         with pytest.raises(ValueError, match=match):
-            solver.sample(x_init=x, step_size=0.1, method=next(iter(self.methods)), time_grid=grid)
+            self.sample(solver, x, next(iter(self.methods)), step_size=0.1, time_grid=grid)
 
 
 class ReversibleSolverTests(SolverTests):
@@ -148,6 +169,6 @@ class ReversibleSolverTests(SolverTests):
     def test_reverse_grid_round_trip(self, solver):
         x = self.make_x_init(4, torch.float64)
         method = max(self.methods, key=self.methods.get)
-        forward = solver.sample(x_init=x, step_size=0.01, method=method)
-        back = solver.sample(x_init=forward, step_size=0.01, method=method, time_grid=[1.0, 0.0])
+        forward = self.sample(solver, x, method, step_size=0.01)
+        back = self.sample(solver, forward, method, step_size=0.01, time_grid=[1.0, 0.0])
         self.assert_close(back, x, self.round_trip_atol)

@@ -43,6 +43,9 @@ class MixtureDiscreteEulerSolver(Solver):
     - ``guidance_scale``: classifier-free guidance in rate space (see ``guided_scores``).
     - ``backend``: ``fm_kernels.mixture_euler_step`` on CUDA when available.
 
+    After each ``sample``, ``solver.last_nfe`` holds the number of model calls it made (one per
+    step, two with guidance).
+
     Args:
         model: posterior model called as ``model(x=x_t, t=t, **extras)`` -> ``[*x_t.shape, V]``.
         path: the ``MixtureDiscreteProbPath`` the model was trained on.
@@ -107,6 +110,7 @@ class MixtureDiscreteEulerSolver(Solver):
             raise ValueError(f"model_output must be one of {_MODEL_OUTPUTS}, got {model_output!r}")
         self.model_output = model_output
         self.backend = check_backend(backend)
+        self.last_nfe = 0
 
     def _source_p(self, device: torch.device) -> Tensor | None:
         if self.source_distribution_p is not None:
@@ -119,6 +123,7 @@ class MixtureDiscreteEulerSolver(Solver):
 
     def _posterior(self, x: Tensor, t: Tensor, extras: dict, first: bool, name: str) -> Tensor:
         out = self.model(x=x, t=t, **extras)
+        self.last_nfe += 1
         if first:
             check_tensor(out, name)
             if out.shape != (*x.shape, self.vocabulary_size):
@@ -212,6 +217,7 @@ class MixtureDiscreteEulerSolver(Solver):
 
         x = x_init.clone()
         flat = x.view(-1)
+        self.last_nfe = 0
         batch = x.shape[0]
         frozen = fixed_mask.reshape(-1) if fixed_mask is not None else None
         cdf = p0.cumsum(0) if p0 is not None else None

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
-from fm_core.utils.checks import check_floating
+from fm_core.utils.checks import check_batch_size, check_floating
+from fm_riemann._checks import check_on_manifold
 from fm_riemann.path.geodesic import check_manifold
 from fm_riemann.solver.divergence import (
     check_embedded,
@@ -44,7 +45,10 @@ class RiemannianODESolver(Solver):
         manifold: a geoopt manifold with ``expmap``/``logmap`` (``Sphere``, ``FlatTorus``, ...).
         velocity_model: called as ``velocity_model(x=x, t=t, **model_extras)`` with ``x`` of shape
             ``[B, *point_shape]`` and ``t`` a 0-dim tensor; returns a vector of the shape of ``x``.
-        check_points: check that ``x_init`` / ``x_1`` lie on the manifold (one host sync per call).
+        check_points: check that ``x_init`` / ``x_1`` lie on the manifold (a value check: in eager
+            mode on CPU tensors, see ``fm_core.utils.checks``).
+
+    After each call, ``solver.last_nfe`` holds the number of model evaluations it made.
 
     Example:
         >>> import torch
@@ -72,33 +76,32 @@ class RiemannianODESolver(Solver):
         self.manifold = manifold
         self.velocity_model = velocity_model
         self.check_points = check_points
+        self.last_nfe = 0
 
     # ----------------------------------------------------------------------------------------
     def _check_input(self, x: Tensor, name: str) -> None:
         check_floating(x, name)
-        if x.ndim < 1 or x.shape[0] == 0:
-            raise ValueError(
-                f"{name} must have shape [B, *point_shape] with B > 0, got {tuple(x.shape)}"
-            )
+        check_batch_size(x, name)
         checked = self.manifold._check_shape(x.shape, name)
         ok, reason = checked if isinstance(checked, tuple) else (checked, None)
         if not ok:
             raise ValueError(f"{name} has the wrong shape for {self.manifold.name}: {reason}")
-        if self.check_points:
-            tol = 1e-4 if x.dtype in (torch.float16, torch.bfloat16, torch.float32) else 1e-7
-            ok, reason = self.manifold.check_point_on_manifold(x, explain=True, atol=tol, rtol=tol)
-            if not ok:
-                raise ValueError(
-                    f"{name} must lie on the manifold {self.manifold.name}: {reason} "
-                    f"(project it with manifold.projx, or pass check_points=False)"
-                )
+        if self.check_points:  # a value check: eager mode on CPU (fm_core.utils.checks)
+            check_on_manifold(
+                self.manifold,
+                x,
+                name,
+                hint="project it with manifold.projx, or pass check_points=False",
+            )
 
     def _field(self, proju: bool, extras: dict[str, Any]) -> Callable[[Tensor, Tensor], Tensor]:
         checked = False
+        self.last_nfe = 0
 
         def field(x: Tensor, t: Tensor) -> Tensor:
             nonlocal checked
             v = self.velocity_model(x=x, t=t, **extras)
+            self.last_nfe += 1
             if not checked:
                 if not isinstance(v, Tensor) or v.shape != x.shape:
                     got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
