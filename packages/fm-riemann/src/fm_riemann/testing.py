@@ -1,5 +1,8 @@
-"""Test helpers for manifold code: random points on every supported manifold (needs pytest only
-for the fixtures in the test suites that use it).
+"""Test helpers for manifold code: random points on every supported manifold, and
+``ManifoldTests``, the properties every manifold passes (the suite needs pytest).
+
+``ManifoldTests`` lives here rather than in ``fm_core.testing`` because its defaults draw points
+on geoopt manifolds, and fm-core does not depend on geoopt.
 
 Example:
     >>> from fm_riemann import Sphere
@@ -13,6 +16,7 @@ from __future__ import annotations
 import math
 
 import geoopt
+import pytest
 import torch
 
 from fm_riemann.manifolds import (
@@ -23,10 +27,20 @@ from fm_riemann.manifolds import (
     PoincareBall,
     ProductManifold,
     Sphere,
+    Stereographic,
     SymmetricPositiveDefinite,
 )
 
-__all__ = ["MANIFOLDS", "OURS", "random_points", "se3_like", "torus_x_sphere"]
+__all__ = [
+    "MANIFOLDS",
+    "OURS",
+    "ManifoldTests",
+    "TimeMLP",
+    "random_points",
+    "sample_vmf_mixture",
+    "se3_like",
+    "torus_x_sphere",
+]
 
 
 def random_points(manifold, batch: int, dtype=torch.float64, generator=None) -> torch.Tensor:
@@ -41,7 +55,7 @@ def random_points(manifold, batch: int, dtype=torch.float64, generator=None) -> 
         return manifold.projx(torch.rand(batch, 2, dtype=dtype, generator=g) * 6.283)
     if isinstance(manifold, SO3):
         return manifold.projx(torch.randn(batch, 3, 3, dtype=dtype, generator=g))
-    if isinstance(manifold, PoincareBall):
+    if isinstance(manifold, Stereographic):  # PoincareBall too; positive curvature: a sphere
         return manifold.expmap0(0.7 * torch.randn(batch, 3, dtype=dtype, generator=g))
     if isinstance(manifold, Lorentz):
         u = torch.randn(batch, 3, dtype=dtype, generator=g)
@@ -52,7 +66,10 @@ def random_points(manifold, batch: int, dtype=torch.float64, generator=None) -> 
         return a @ a.transpose(-1, -2) + 0.5 * torch.eye(3, dtype=dtype)
     if isinstance(manifold, geoopt.Euclidean):
         return torch.randn(batch, 3, dtype=dtype, generator=g)
-    raise NotImplementedError(type(manifold))
+    raise NotImplementedError(
+        f"random_points does not know {type(manifold).__name__}: override "
+        "ManifoldTests.make_points for it"
+    )
 
 
 def torus_x_sphere() -> ProductManifold:
@@ -70,6 +87,7 @@ MANIFOLDS = {
     "so3": SO3,
     # geoopt stores their curvature as a float32 buffer: float64 points need a float64 manifold.
     "poincare": lambda: PoincareBall().double(),
+    "stereographic_sphere": lambda: Stereographic(k=0.5).double(),
     "lorentz": lambda: Lorentz().double(),
     "spd": SymmetricPositiveDefinite,
     "torus_x_sphere": torus_x_sphere,
@@ -117,3 +135,80 @@ class TimeMLP(torch.nn.Module):
     def forward(self, x, t):
         t = t.expand(x.shape[0]) if t.ndim == 0 else t
         return self.net(torch.cat([x, t[:, None].to(x)], -1))
+
+
+class ManifoldTests:
+    """Properties every manifold passes, in float64 (geoopt's property tests, as a suite).
+
+    Subclass as ``class TestMine(ManifoldTests)`` and provide the ``manifold`` fixture; override
+    ``make_points(manifold, batch, generator)`` for a manifold ``random_points`` does not know
+    (points ``[batch, *point_shape]`` in float64, away from cut loci), and ``assert_same_point``
+    where coordinates of one point are not unique (the torus's angles are compared modulo
+    $2\\pi$ by default). Checked: points and ``projx`` land on the manifold and ``projx`` is
+    idempotent; ``logmap(x, x) == 0``; ``expmap(x, 0) == x``; ``expmap(x, logmap(x, y)) == y``;
+    ``logmap`` and ``proju`` give tangent vectors (``proju`` fixes them); ``expmap`` of a tangent vector stays on the
+    manifold; float64 stays float64.
+    """
+
+    atol: float = 1e-7
+
+    @pytest.fixture
+    def manifold(self):
+        raise NotImplementedError("subclasses provide the manifold fixture")
+
+    def make_points(self, manifold, batch: int, generator: torch.Generator) -> torch.Tensor:
+        return random_points(manifold, batch, torch.float64, generator)
+
+    def assert_same_point(self, manifold, a: torch.Tensor, b: torch.Tensor) -> None:
+        if isinstance(manifold, FlatTorus):  # angles are defined modulo 2 pi
+            a, b = torch.stack([a.sin(), a.cos()]), torch.stack([b.sin(), b.cos()])
+        torch.testing.assert_close(a, b, rtol=self.atol, atol=self.atol)
+
+    def _points(self, manifold, seed: int = 0, batch: int = 16) -> torch.Tensor:
+        return self.make_points(manifold, batch, torch.Generator().manual_seed(seed))
+
+    def _on(self, manifold, x: torch.Tensor) -> None:
+        ok, reason = manifold.check_point_on_manifold(x, explain=True, atol=1e-6, rtol=1e-6)
+        assert ok, reason
+
+    def _tangent(self, manifold, x: torch.Tensor, u: torch.Tensor) -> None:
+        # proju fixes tangent vectors. (geoopt 0.5.1's Lorentz.check_vector_on_tangent compares
+        # a float64 inner product with a float32 zero and raises, so it is not used here.)
+        torch.testing.assert_close(manifold.proju(x, u), u, rtol=1e-6, atol=1e-6)
+
+    def test_points_are_float64_and_on_the_manifold(self, manifold):
+        x = self._points(manifold)
+        assert x.dtype == torch.float64
+        self._on(manifold, x)
+
+    def test_projx_lands_on_the_manifold_and_is_idempotent(self, manifold):
+        x = self._points(manifold)
+        noise = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(1))
+        once = manifold.projx(x + 1e-2 * noise)
+        assert once.dtype == torch.float64
+        self._on(manifold, once)
+        torch.testing.assert_close(manifold.projx(once), once, rtol=self.atol, atol=self.atol)
+        torch.testing.assert_close(manifold.projx(x), x, rtol=1e-6, atol=1e-6)
+
+    def test_logmap_of_a_point_to_itself_is_zero(self, manifold):
+        x = self._points(manifold)
+        log = manifold.logmap(x, x.clone())
+        torch.testing.assert_close(log, torch.zeros_like(log), rtol=0, atol=self.atol)
+
+    def test_expmap_of_zero_is_the_point(self, manifold):
+        x = self._points(manifold)
+        self.assert_same_point(manifold, manifold.expmap(x, torch.zeros_like(x)), x)
+
+    def test_expmap_inverts_logmap(self, manifold):
+        x, y = self._points(manifold, 0), self._points(manifold, 1)
+        u = manifold.logmap(x, y)
+        assert u.dtype == torch.float64
+        self._tangent(manifold, x, u)
+        self.assert_same_point(manifold, manifold.expmap(x, u), y)
+
+    def test_expmap_of_a_tangent_vector_stays_on_the_manifold(self, manifold):
+        x = self._points(manifold)
+        g = torch.Generator().manual_seed(2)
+        u = manifold.proju(x, 0.5 * torch.randn(x.shape, dtype=x.dtype, generator=g))
+        self._tangent(manifold, x, u)
+        self._on(manifold, manifold.expmap(x, u))

@@ -2,12 +2,13 @@
 
 ``Sphere`` (a safe ``geoopt.Sphere``), ``FlatTorus``, ``Euclidean`` (``ndim=1``) and ``SO3`` are
 defined here; geoopt's ``PoincareBall``, ``Lorentz``, ``SymmetricPositiveDefinite``,
-``Stereographic`` and ``ProductManifold`` are re-exported unchanged.
+``Stereographic`` and ``ProductManifold`` are re-exported unchanged. ``Manifold`` is the
+reference's four-method base (``expmap``, ``logmap``, ``projx``, ``proju``) as a subclass of
+``geoopt.Manifold``; geoopt's own base stays at ``geoopt.Manifold``.
 """
 
 from geoopt import (
     Lorentz,
-    Manifold,
     PoincareBall,
     ProductManifold,
     Stereographic,
@@ -15,6 +16,7 @@ from geoopt import (
 )
 
 from fm_riemann.manifolds.euclidean import Euclidean
+from fm_riemann.manifolds.manifold import Manifold
 from fm_riemann.manifolds.so3 import SO3
 from fm_riemann.manifolds.sphere import Sphere
 from fm_riemann.manifolds.torus import FlatTorus
