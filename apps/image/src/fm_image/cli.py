@@ -1,0 +1,284 @@
+"""``fm-image``: train | sample | evaluate | demo.
+
+Every bad input (an unknown option, a bad value, a missing or corrupt data folder, an unknown or
+incompatible run directory) ends with ONE line on stderr and exit code 2, before anything in an
+existing run is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fm_core.training import CheckpointError
+from fm_image.config import SCHEDULERS, TIME_SAMPLERS, TrainConfig
+from fm_image.data import DATASETS
+from fm_image.models import PRESETS
+
+__all__ = ["main"]
+
+PROG = "fm-image"
+DEFAULTS = TrainConfig()
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (argparse's own exit code 2 is kept)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fail(message: str) -> int:
+    sys.stderr.write(f"{PROG}: error: {' '.join(str(message).split())}\n")
+    return 2
+
+
+def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
+    d = DEFAULTS
+    a = p.add_argument
+    if with_out:
+        a("--out", required=True, help="run directory (created; an existing run is resumed)")
+    a("--data", default=d.data, choices=DATASETS, help="data set (digits ships with scikit-learn)")
+    a(
+        "--data-dir",
+        default=d.data_dir,
+        help="local folder of mnist / fashion-mnist / cifar10 / folder",
+    )
+    a(
+        "--image-size",
+        type=int,
+        default=d.image_size,
+        help="resize folder images to this square size",
+    )
+    a(
+        "--flow",
+        default=d.flow,
+        choices=("continuous", "discrete"),
+        help="pixel values or pixel tokens",
+    )
+    a("--model", default=d.model, choices=list(PRESETS), help="network preset")
+    a(
+        "--conditional",
+        default=d.conditional,
+        action=argparse.BooleanOptionalAction,
+        help="condition on the class (with a null class for guidance)",
+    )
+    a(
+        "--steps",
+        type=int,
+        default=d.steps,
+        help="optimizer steps in total (a larger value resumes)",
+    )
+    a("--batch-size", type=int, default=d.batch_size, help="global batch per optimizer step")
+    a("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
+    a("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
+    a("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    a("--beta1", type=float, default=d.beta1, help="AdamW beta1")
+    a("--beta2", type=float, default=d.beta2, help="AdamW beta2")
+    a("--warmup-steps", type=int, default=d.warmup_steps, help="linear warmup steps")
+    a(
+        "--decay-steps",
+        type=int,
+        default=d.decay_steps,
+        help="cosine decay ends at this step; 0 keeps the rate constant after warmup",
+    )
+    a(
+        "--min-lr-ratio",
+        type=float,
+        default=d.min_lr_ratio,
+        help="final rate / peak rate of the decay",
+    )
+    a("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the sampling weights")
+    a("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip (0: off)")
+    a("--label-dropout", type=float, default=d.label_dropout, help="label drop rate for CFG")
+    a("--scheduler", default=d.scheduler, choices=SCHEDULERS, help="path scheduler")
+    a(
+        "--time-sampler",
+        default=d.time_sampler,
+        choices=TIME_SAMPLERS,
+        help="training-time distribution",
+    )
+    a("--source", default=d.source, choices=("mask", "uniform"), help="source of --flow discrete")
+    a(
+        "--ot-coupling",
+        default=d.ot_coupling,
+        action=argparse.BooleanOptionalAction,
+        help="exact minibatch-OT pairing of noise and images (within classes)",
+    )
+    a("--seed", type=int, default=d.seed, help="seed of everything")
+    a("--bf16", default=d.bf16, action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA")
+    a(
+        "--compile",
+        default=d.compile,
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile the model",
+    )
+    a("--device", default=d.device, help="auto, cpu or cuda[:N] (torchrun: one GPU per process)")
+    a("--workers", type=int, default=d.workers, help="DataLoader worker processes")
+    a("--log-every", type=int, default=d.log_every, help="steps between metrics lines")
+    a("--ckpt-every", type=int, default=d.ckpt_every, help="steps between checkpoints")
+    a("--keep", type=int, default=d.keep, help="checkpoints kept")
+    a(
+        "--tensorboard",
+        default=d.tensorboard,
+        action=argparse.BooleanOptionalAction,
+        help="also log TensorBoard scalars",
+    )
+    a("--progress", default=d.progress, action=argparse.BooleanOptionalAction, help="progress bar")
+    a("--sample-nfe", type=int, default=d.sample_nfe, help="NFE of samples.png")
+    a("--sample-method", default=d.sample_method, help="ODE method of samples.png")
+    a("--sample-cfg-scale", type=float, default=d.sample_cfg_scale, help="CFG scale of samples.png")
+
+
+def _sampling_args(p: argparse.ArgumentParser) -> None:
+    a = p.add_argument
+    a("--method", default="midpoint", help="ODE method (euler, midpoint, heun2, rk4, dopri5, ...)")
+    a("--nfe", type=int, default=20, help="model evaluations (steps x stages; discrete: steps)")
+    a("--cfg-scale", type=float, default=0.0, help="classifier-free guidance scale w (0: off)")
+    a("--seed", type=int, default=0, help="sampling seed")
+    a("--device", default="auto", help="auto, cpu or cuda[:N]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = _Parser(prog=PROG, description="Flow-matching image generation.", formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _train_args(sub.add_parser("train", help="train or resume a run", formatter_class=fmt))
+    p = sub.add_parser("sample", help="write a PNG grid and FILE.npz", formatter_class=fmt)
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--num", type=int, default=100, help="number of samples K")
+    p.add_argument("--out", required=True, help="output PNG (FILE.npz is written beside it)")
+    p.add_argument(
+        "--labels",
+        default=None,
+        help="comma-separated labels repeated to K (-1: unconditional); default: spread evenly",
+    )
+    p.add_argument("--raw-weights", action="store_true", help="use the raw weights, not the EMA")
+    _sampling_args(p)
+    p = sub.add_parser(
+        "evaluate", help="fd, fd_real, class accuracy (last line: JSON)", formatter_class=fmt
+    )
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--num", type=int, default=200, help="samples K (needs 2K held-out images)")
+    p.add_argument("--classifier-steps", type=int, default=800, help="training steps of the judge")
+    p.add_argument(
+        "--inception-weights",
+        default=None,
+        help="local FID Inception weights file (torch-fidelity's); adds 'fid'",
+    )
+    _sampling_args(p)
+    p = sub.add_parser("demo", help="train + sample + evaluate on digits", formatter_class=fmt)
+    p.add_argument("--out", default="demo-digits", help="run directory of the demo")
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps")
+    p.add_argument(
+        "--progress", default=True, action=argparse.BooleanOptionalAction, help="progress bar"
+    )
+    return parser
+
+
+def _parse_labels(text: str | None, num: int, num_classes: int):
+    import torch
+
+    from fm_image.run import spread_labels
+
+    if text is None:
+        return spread_labels(num, num_classes)
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--labels must be comma-separated integers, got {text!r}") from None
+    if not values:
+        raise ValueError("--labels is empty")
+    for v in values:
+        if v != -1 and not 0 <= v < num_classes:
+            raise ValueError(
+                f"--labels value {v} is not a class of this run (0..{num_classes - 1}, or -1)"
+            )
+    return torch.tensor(values, dtype=torch.long).repeat(-(-num // len(values)))[:num]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fm_image.train import train
+
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k != "command"})
+    summary = train(cfg)
+    summary.pop("config", None)
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from fm_image.grid import save_samples
+    from fm_image.run import load_run
+
+    out = Path(args.out)
+    if args.num < 1:
+        raise ValueError(f"--num must be >= 1, got {args.num}")
+    if args.nfe < 1:
+        raise ValueError(f"--nfe must be >= 1, got {args.nfe}")
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"--out must name a .png file, got {out}")
+    if not out.parent.is_dir():
+        raise ValueError(f"--out folder {out.parent} does not exist")
+    run = load_run(args.run, ema=not args.raw_weights, device=args.device)
+    labels = _parse_labels(args.labels, args.num, run.flow.num_classes)
+    g = torch.Generator(run.device).manual_seed(args.seed)
+    images, nfe = run.flow.sample(
+        run.model, labels.to(run.device), nfe=args.nfe, method=args.method,
+        cfg_scale=args.cfg_scale, generator=g,
+    )  # fmt: skip
+    classes = max(run.flow.num_classes, 1)
+    nrow = args.num // classes if args.labels is None and args.num % classes == 0 else 10
+    png, npz = save_samples(images.cpu(), labels, out, nrow=min(nrow, 20))
+    print(
+        json.dumps(
+            {"png": str(png), "npz": str(npz), "num": args.num, "nfe": nfe, "step": run.step}
+        )
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fm_image.evaluate import evaluate
+
+    if args.nfe < 1:
+        raise ValueError(f"--nfe must be >= 1, got {args.nfe}")
+    result = evaluate(
+        args.run, num=args.num, nfe=args.nfe, method=args.method, cfg_scale=args.cfg_scale,
+        seed=args.seed, classifier_steps=args.classifier_steps,
+        inception_weights=args.inception_weights, device=args.device,
+    )  # fmt: skip
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from fm_image.demo import run_demo
+
+    result = run_demo(args.out, steps=args.steps, progress=args.progress)
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0, or 2 for bad input)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, CheckpointError, FileNotFoundError, NotADirectoryError) as e:
+        return _fail(str(e))
+
+
+def entry_point() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry_point()

@@ -1,0 +1,208 @@
+"""The resolved training configuration, its validation, and the run directory's ``config.json``."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fm_image.data import DATASETS
+from fm_image.models import PRESETS
+
+__all__ = [
+    "APP",
+    "RESUME_FREE",
+    "SCHEDULERS",
+    "TIME_SAMPLERS",
+    "RunError",
+    "TrainConfig",
+    "read_run_config",
+    "write_json_atomic",
+]
+
+APP = "fm-image"
+SCHEDULERS = ("condot", "cosine", "vp", "linear-vp", "poly2", "poly3")
+TIME_SAMPLERS = ("uniform", "logit-normal", "skewed")
+#: Options a resumed run may change; every other field must match the run's config.json.
+RESUME_FREE = frozenset(
+    {"out", "steps", "log_every", "ckpt_every", "keep", "workers", "compile", "device",
+     "tensorboard", "progress", "sample_nfe", "sample_method", "sample_cfg_scale"}
+)  # fmt: skip
+
+
+class RunError(ValueError):
+    """A run directory that is missing, not an fm-image run, or incompatible with the request."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (``fm-image train --help`` documents each field).
+
+    ``batch_size`` is the global batch per optimizer step, summed over processes and
+    gradient-accumulation micro-steps, so the same configuration trains the same model on any
+    number of processes.
+    """
+
+    out: str = "runs/digits"
+    data: str = "digits"
+    data_dir: str | None = None
+    image_size: int | None = None
+    flow: str = "continuous"
+    model: str = "tiny"
+    conditional: bool = True
+    steps: int = 6000
+    batch_size: int = 256
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 200
+    decay_steps: int = 0
+    min_lr_ratio: float = 0.0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    label_dropout: float = 0.1
+    scheduler: str = "condot"
+    time_sampler: str = "uniform"
+    source: str = "mask"
+    ot_coupling: bool = False
+    seed: int = 0
+    bf16: bool = True
+    compile: bool = False
+    device: str = "auto"
+    workers: int = 0
+    log_every: int = 50
+    ckpt_every: int = 1000
+    keep: int = 2
+    tensorboard: bool = False
+    progress: bool = True
+    sample_nfe: int = 20
+    sample_method: str = "midpoint"
+    sample_cfg_scale: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> TrainConfig:
+        """Raise ``ValueError`` naming the option for any bad value (before any work)."""
+
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        need(
+            self.data in DATASETS, f"--data must be one of {', '.join(DATASETS)}; got {self.data!r}"
+        )
+        need(
+            self.flow in ("continuous", "discrete"),
+            f"--flow must be continuous or discrete; got {self.flow!r}",
+        )
+        need(
+            self.model in PRESETS,
+            f"--model must be one of {', '.join(PRESETS)}; got {self.model!r}",
+        )
+        need(self.steps >= 1, f"--steps must be >= 1, got {self.steps}")
+        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        need(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
+        need(
+            self.batch_size % self.grad_accum == 0,
+            f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}",
+        )
+        need(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1/--beta2 must lie in [0, 1)")
+        need(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        need(
+            self.decay_steps == 0 or self.decay_steps >= self.warmup_steps,
+            f"--decay-steps must be 0 (constant rate) or >= --warmup-steps, got {self.decay_steps}",
+        )
+        need(
+            0 <= self.min_lr_ratio <= 1,
+            f"--min-lr-ratio must lie in [0, 1], got {self.min_lr_ratio}",
+        )
+        need(0 <= self.ema_decay < 1, f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
+        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0: off), got {self.grad_clip}")
+        need(
+            0 <= self.label_dropout <= 1,
+            f"--label-dropout must lie in [0, 1], got {self.label_dropout}",
+        )
+        need(
+            self.scheduler in SCHEDULERS,
+            f"--scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}",
+        )
+        need(
+            self.flow == "continuous" or self.scheduler in ("condot", "poly2", "poly3"),
+            f"--flow discrete needs a convex --scheduler (condot, poly2, poly3); got {self.scheduler!r}",
+        )
+        need(
+            self.time_sampler in TIME_SAMPLERS,
+            f"--time-sampler must be one of {', '.join(TIME_SAMPLERS)}; got {self.time_sampler!r}",
+        )
+        need(
+            self.source in ("mask", "uniform"),
+            f"--source must be mask or uniform; got {self.source!r}",
+        )
+        need(
+            not (self.ot_coupling and self.flow == "discrete"),
+            "--ot-coupling applies to --flow continuous only",
+        )
+        need(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"--device must be auto, cpu or cuda[:N]; got {self.device!r}",
+        )
+        need(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+        need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        need(self.ckpt_every >= 1, f"--ckpt-every must be >= 1, got {self.ckpt_every}")
+        need(self.keep >= 1, f"--keep must be >= 1, got {self.keep}")
+        need(self.sample_nfe >= 1, f"--sample-nfe must be >= 1, got {self.sample_nfe}")
+        need(
+            self.image_size is None or self.image_size >= 4,
+            f"--image-size must be >= 4, got {self.image_size}",
+        )
+        return self
+
+    def to_json(self) -> dict[str, Any]:
+        return {"app": APP, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in obj.items() if k in names})
+
+    def mismatches(self, stored: TrainConfig) -> list[str]:
+        """Fields (other than ``RESUME_FREE``) whose value differs from ``stored``."""
+        out = []
+        for f in dataclasses.fields(self):
+            if f.name in RESUME_FREE or f.name == "extra":
+                continue
+            if getattr(self, f.name) != getattr(stored, f.name):
+                out.append(
+                    f"{f.name}={getattr(stored, f.name)!r} (requested {getattr(self, f.name)!r})"
+                )
+        return out
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON through a temporary file and ``os.replace``."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def read_run_config(run_dir: str | Path) -> dict[str, Any]:
+    """The parsed ``config.json`` of an fm-image run, or ``RunError`` naming what is wrong."""
+    run_dir = Path(run_dir)
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise RunError(f"run directory {run_dir} does not exist")
+    if not path.is_file():
+        raise RunError(f"{run_dir} is not an fm-image run (no config.json)")
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(obj, dict) or obj.get("app") != APP:
+        raise RunError(f'{path} is not an fm-image run config (expected "app": "{APP}")')
+    return obj

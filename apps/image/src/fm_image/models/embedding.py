@@ -1,0 +1,58 @@
+"""Time and class embeddings shared by the image networks."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ConditionEmbedding", "broadcast_time", "sinusoidal_embedding"]
+
+
+def broadcast_time(t: Tensor, batch: int) -> Tensor:
+    """``t`` of shape ``[]`` or ``[B]`` -> float ``[B]`` (solvers pass one 0-dim time per step)."""
+    t = t.float() if t.dtype != torch.float32 else t
+    return t.reshape(1).expand(batch) if t.ndim == 0 else t
+
+
+def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
+    r"""Transformer-style features of ``t`` (``[B]``, in $[0, 1]$, scaled by 1000): ``[B, dim]``."""
+    half = dim // 2
+    freqs = torch.exp(
+        -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+    )
+    args = (1000.0 * t.float())[:, None] * freqs[None]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.nn.functional.pad(emb, (0, 1))
+    return emb
+
+
+class ConditionEmbedding(nn.Module):
+    """$e(t, y)$ = MLP(sinusoidal($t$)) + Embedding($y$), with class ``num_classes`` the null class.
+
+    Args:
+        base_dim: width of the sinusoidal features.
+        dim: output width.
+        num_classes: number of real classes (0: unconditional); the embedding table has one
+            more row, the null class used for classifier-free guidance.
+
+    Shapes: ``t`` ``[B]``, ``label`` ``[B]`` int64 in ``[0, num_classes]`` or ``None`` (null)
+    -> ``[B, dim]``.
+    """
+
+    def __init__(self, base_dim: int, dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.base_dim = base_dim
+        self.num_classes = num_classes
+        self.time = nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+        self.label = nn.Embedding(num_classes + 1, dim) if num_classes > 0 else None
+
+    def forward(self, t: Tensor, label: Tensor | None) -> Tensor:
+        emb = self.time(sinusoidal_embedding(t, self.base_dim))
+        if self.label is not None:
+            if label is None:
+                label = torch.full((t.shape[0],), self.num_classes, device=t.device)
+            emb = emb + self.label(label)
+        return emb
