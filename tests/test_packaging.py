@@ -42,9 +42,9 @@ def _project(dist):
 def _fm_requirements(dist) -> dict[str, str]:
     out = {}
     for req in _project(dist)["dependencies"]:
-        m = re.match(r"(fm-[a-z]+)\s*(.*)", req)
+        m = re.match(r"(fm-[a-z]+)(\[[a-z,]+\])?\s*(.*)", req)  # extras allowed: fm-core[train]
         if m:
-            out[m.group(1)] = m.group(2).strip()
+            out[m.group(1)] = m.group(3).strip()
     return out
 
 
