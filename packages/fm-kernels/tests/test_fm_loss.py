@@ -82,10 +82,12 @@ def test_odd_shapes_noncontiguous_and_1d():
     assert_close_dtype(fm_kernels.fm_loss(*flat, *c), reference.fm_loss(*flat, *c), torch.float32)
 
 
-def test_empty_batch():
+def test_empty_batch_is_an_error():
+    # One rule in every fm-* package (docs/fm-core/validation.md): B = 0 raises, before any work.
     out, x_0, x_1, c, _ = _data((0, 3), torch.float32, weights=False)
-    assert fm_kernels.fm_loss(out, x_0, x_1, *c, reduction="none").shape == (0,)
-    assert fm_kernels.fm_loss(out, x_0, x_1, *c, reduction="sum").item() == 0.0
+    for reduction in ("none", "sum", "mean"):
+        with pytest.raises(ValueError, match="output must hold at least one row"):
+            fm_kernels.fm_loss(out, x_0, x_1, *c, reduction=reduction)
 
 
 def test_grad_for_x_0_x_1_and_scalar_grad_output():

@@ -76,10 +76,10 @@ def test_gradcheck():
 
 def test_empty_and_bad_arguments():
     hidden, weight, bias, x_1, x_t, jump = _data(4, 10, 6, torch.float32)
-    out = fm_kernels.generalized_kl_linear(
-        hidden[:0], weight, x_1[:0], x_t[:0], jump[:0], reduction="none"
-    )
-    assert out.shape == (0,)
+    with pytest.raises(ValueError, match="hidden must hold at least one row"):
+        fm_kernels.generalized_kl_linear(
+            hidden[:0], weight, x_1[:0], x_t[:0], jump[:0], reduction="none"
+        )
     with pytest.raises(ValueError, match="weight"):
         fm_kernels.generalized_kl_linear(hidden, weight[:, :3], x_1, x_t, jump)
     with pytest.raises(ValueError, match="bias"):

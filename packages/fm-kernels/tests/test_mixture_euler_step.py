@@ -70,7 +70,27 @@ def test_deterministic_noncontiguous_empty():
     assert a.dtype == torch.int32
     assert torch.equal(a, fm_kernels.mixture_euler_step(scores.contiguous(), x_t, jump, seed=9))
     assert not torch.equal(a, fm_kernels.mixture_euler_step(scores, x_t, jump, seed=10))
-    assert fm_kernels.mixture_euler_step(scores[:0], x_t[:0], jump[:0], seed=0).shape == (0,)
+    with pytest.raises(ValueError, match="scores must hold at least one row"):
+        fm_kernels.mixture_euler_step(scores[:0], x_t[:0], jump[:0], seed=0)
+
+
+@pytest.mark.parametrize(
+    ("bad", "logits", "match"),
+    [
+        (float("nan"), True, "NaN"),
+        (float("nan"), False, "finite and non-negative"),
+        (-0.1, False, "finite and non-negative"),
+    ],
+)
+def test_bad_scores_raise_on_cpu(bad, logits, match):
+    # Before: NaN logits became token 0 and negative probabilities were drawn from silently.
+    scores = torch.full((3, 5), 0.2)
+    scores[1, 2] = bad
+    x_t = torch.zeros(3, dtype=torch.long)
+    with pytest.raises(ValueError, match=match):
+        fm_kernels.mixture_euler_step(
+            scores, x_t, torch.ones(3), seed=0, scores_are_logits=logits, backend="torch"
+        )
 
 
 def test_reference_frequencies():

@@ -166,8 +166,11 @@ def test_triton_backend_dispatches_with_kernel_signature(monkeypatch):
             prediction,
             weights,
             reduction,
+            backend,
         ):
-            calls.update(prediction=prediction, reduction=reduction, shape=alpha_t.shape)
+            calls.update(
+                prediction=prediction, reduction=reduction, shape=alpha_t.shape, backend=backend
+            )
             return output.sum()
 
     monkeypatch.setitem(sys.modules, "fm_kernels", Fake)
@@ -175,7 +178,8 @@ def test_triton_backend_dispatches_with_kernel_signature(monkeypatch):
     FlowMatchingLoss(CondOTProbPath(), prediction="x_1", reduction="sum", backend="triton")(
         out, x_0, x_1, t
     )
-    assert calls == {"prediction": "x_1", "reduction": "sum", "shape": (6,)}
+    # The backend is forwarded: fm-kernels must run the kernel or raise, never run torch quietly.
+    assert calls == {"prediction": "x_1", "reduction": "sum", "shape": (6,), "backend": "triton"}
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Input checks for token tensors and categorical distributions (names the argument, fails early).
 
-Range checks read a value back from the device: one host synchronisation each, done once per
-call, never inside a solver loop.
+Dtype and shape checks always run. The range checks (token ids, probabilities) are value checks:
+they follow ``fm_core.utils.checks.value_checks_enabled`` (eager mode on CPU tensors by default;
+never while ``torch.compile`` traces, never a host sync on an accelerator unless asked).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fm_core.utils.checks import check_tensor
+from fm_core.utils.checks import check_tensor, value_checks_enabled
 
 __all__ = ["check_probabilities", "check_tokens", "check_vocabulary_size"]
 
@@ -32,7 +33,7 @@ def check_tokens(x: object, name: str, vocabulary_size: int | None = None) -> Te
         raise TypeError(
             f"{name} must be an integer tensor of token ids (torch.long), got dtype {x.dtype}"
         )
-    if vocabulary_size is not None and x.numel() > 0:
+    if vocabulary_size is not None and x.numel() > 0 and value_checks_enabled(x):
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi >= vocabulary_size:
             bad = lo if lo < 0 else hi
@@ -49,10 +50,15 @@ def check_probabilities(p: object, name: str, atol: float = 1e-4) -> Tensor:
         raise TypeError(f"{name} must be a floating-point tensor of probabilities, got {p.dtype}")
     if p.ndim == 0 or p.shape[-1] == 0:
         raise ValueError(f"{name} must have shape [..., V] with V >= 1, got {tuple(p.shape)}")
+    if p.numel() == 0 or not value_checks_enabled(p):
+        return p
     # Reductions only: no [..., V] temporaries (a model output may be 50k wide).
     sums = p.sum(-1).double()
     if not bool(torch.isfinite(sums).all()) or float(p.min()) < 0:
-        raise ValueError(f"{name} must hold finite, non-negative probabilities")
+        raise ValueError(
+            f"{name} must hold finite, non-negative probabilities (got NaN, inf or a negative "
+            "value)"
+        )
     if not bool(((sums - 1).abs() <= atol).all()):
         worst = float(sums.flatten()[(sums - 1).abs().flatten().argmax()])
         raise ValueError(

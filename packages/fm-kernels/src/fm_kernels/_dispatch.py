@@ -8,6 +8,7 @@ fm_kernels`` still works, every ``backend="auto"`` call runs the torch reference
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from types import SimpleNamespace
 
@@ -38,12 +39,15 @@ __all__ = [
     "check_choice",
     "check_floating",
     "check_integer",
+    "check_nonempty",
+    "checks_enabled",
     "compute_dtype",
     "resolve_backend",
     "tl",
     "tl_dtype",
     "to_storage",
     "triton",
+    "unit_grad_output",
 ]
 
 BACKENDS = ("auto", "torch", "triton")
@@ -88,6 +92,44 @@ def resolve_backend(backend: str, tensors: Sequence[Tensor], name: str) -> str:
             "TRITON_INTERPRET=1 before importing fm_kernels to interpret kernels on CPU"
         )
     return "triton"
+
+
+def _value_check_mode() -> str:
+    # fm-kernels is a leaf (it imports no fm-* package), so it reads the one switch of
+    # fm_core.utils.checks only when fm_core is already loaded; otherwise the default "auto".
+    checks = sys.modules.get("fm_core.utils.checks")
+    return checks.get_value_checks() if checks is not None else "auto"
+
+
+def checks_enabled(*tensors: Tensor) -> bool:
+    """Whether value checks run: the rule of ``fm_core.utils.checks.value_checks_enabled``.
+
+    Never while ``torch.compile`` traces; mode ``"off"`` never; ``"always"`` in eager mode;
+    ``"auto"`` (default) in eager mode when every tensor is on the CPU (no host sync on a GPU).
+    """
+    mode = _value_check_mode()
+    if mode == "off" or torch.compiler.is_compiling():
+        return False
+    return mode == "always" or all(t.device.type == "cpu" for t in tensors)
+
+
+def unit_grad_output(grad_output: Tensor) -> bool:
+    """Whether a scalar ``grad_output`` is known to be exactly 1 (``loss.backward()``), sync-free.
+
+    Looked at only in eager mode on the CPU, where reading it costs nothing; elsewhere the answer
+    is ``False`` and the caller multiplies by ``grad_output`` (one pass, no host sync).
+    """
+    if grad_output.requires_grad or grad_output.device.type != "cpu":
+        return False
+    if torch.compiler.is_compiling():
+        return False
+    return bool(grad_output == 1)
+
+
+def check_nonempty(argument: str, n: int) -> None:
+    """Raise ``ValueError`` for an empty batch: the one rule of every fm-* package (``B >= 1``)."""
+    if n == 0:
+        raise ValueError(f"{argument} must hold at least one row (N >= 1), got an empty batch")
 
 
 def check_choice(argument: str, value: str, choices: Sequence[str]) -> None:

@@ -16,6 +16,7 @@ from fm_kernels import reference
 from fm_kernels._dispatch import (
     as_batch_vector,
     check_floating,
+    check_nonempty,
     compute_dtype,
     resolve_backend,
     tl,
@@ -164,6 +165,7 @@ def affine_interpolate(
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")
     b = x_0.shape[0]
+    check_nonempty("x_0", b)
     alpha = as_batch_vector("alpha_t", alpha_t, b, x_0)
     sigma = as_batch_vector("sigma_t", sigma_t, b, x_0)
     d_alpha = as_batch_vector("d_alpha_t", d_alpha_t, b, x_0) if d_alpha_t is not None else None

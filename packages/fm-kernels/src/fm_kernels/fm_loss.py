@@ -19,12 +19,14 @@ from fm_kernels._dispatch import (
     as_batch_vector,
     check_choice,
     check_floating,
+    check_nonempty,
     compute_dtype,
     resolve_backend,
     tl,
     tl_dtype,
     to_storage,
     triton,
+    unit_grad_output,
 )
 
 __all__ = ["fm_loss"]
@@ -155,7 +157,7 @@ class FMLossFunction(torch.autograd.Function):
         if grad is not None:
             if ctx.reduction == "none":
                 g = grad * grad_output.to(grad.dtype).view(batch, *([1] * (grad.dim() - 1)))
-            elif grad_output.requires_grad or not bool(grad_output == 1):
+            elif not unit_grad_output(grad_output):
                 g = grad * grad_output.to(grad.dtype)
             else:
                 g = grad  # loss.backward(): the kernel already wrote the final gradient
@@ -234,6 +236,7 @@ def fm_loss(
         if x.device != output.device:
             raise ValueError(f"{name} is on {x.device}, expected {output.device}")
     batch = output.shape[0]
+    check_nonempty("output", batch)
     coeffs = [
         as_batch_vector(name, c, batch, output)
         for name, c in (

@@ -18,12 +18,15 @@ from fm_kernels._dispatch import (
     check_choice,
     check_floating,
     check_integer,
+    check_nonempty,
+    checks_enabled,
     compute_dtype,
     resolve_backend,
     tl,
     tl_dtype,
     to_storage,
     triton,
+    unit_grad_output,
 )
 
 __all__ = ["check_generalized_kl_args", "generalized_kl", "generalized_kl_rows"]
@@ -177,7 +180,7 @@ class GeneralizedKLFunction(torch.autograd.Function):
             return None, None, None, None, None, None
         if ctx.reduction == "none":
             grad = grad * grad_output.to(grad.dtype)[:, None]
-        elif grad_output.requires_grad or not bool(grad_output == 1):
+        elif not unit_grad_output(grad_output):
             grad = grad * grad_output.to(grad.dtype)
         return grad, None, None, None, None, None
 
@@ -191,11 +194,17 @@ def check_generalized_kl_args(n: int, v: int, x_1, x_t, jump_coefficient, reduct
             raise ValueError(f"{name} must have shape [N] = [{n}], got {tuple(x.shape)}")
         if x.device != like.device:
             raise ValueError(f"{name} is on {x.device}, expected {like.device}")
-        # One host sync, but an out-of-range id would otherwise read outside the row.
-        if n and bool(((x < 0) | (x >= v)).any()):
-            raise ValueError(
-                f"{name} must hold token ids in [0, {v}), got min {int(x.min())}, "
-                f"max {int(x.max())}"
+        # An out-of-range id would read outside the row. Eager CPU: a clear error (a value
+        # check, see checks_enabled); eager accelerator: a device-side assert, no host sync.
+        if n and checks_enabled(x):
+            if bool(((x < 0) | (x >= v)).any()):
+                raise ValueError(
+                    f"{name} must hold token ids in [0, {v}), got min {int(x.min())}, "
+                    f"max {int(x.max())}"
+                )
+        elif n and x.device.type != "cpu" and not torch.compiler.is_compiling():
+            torch._assert_async(
+                ((x >= 0) & (x < v)).all(), f"{name} holds a token id outside [0, {v})"
             )
     check_floating("jump_coefficient", jump_coefficient)
     if jump_coefficient.shape != (n,):
@@ -251,6 +260,7 @@ def generalized_kl(
     if logits.dim() != 2 or logits.shape[1] == 0:
         raise ValueError(f"logits must have shape [N, V] with V > 0, got {tuple(logits.shape)}")
     n, v = logits.shape
+    check_nonempty("logits", n)
     check_generalized_kl_args(n, v, x_1, x_t, jump_coefficient, reduction, logits)
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")

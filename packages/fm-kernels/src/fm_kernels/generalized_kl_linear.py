@@ -13,7 +13,13 @@ import torch
 from torch import Tensor
 
 from fm_kernels import reference
-from fm_kernels._dispatch import check_floating, resolve_backend, triton
+from fm_kernels._dispatch import (
+    check_floating,
+    check_nonempty,
+    resolve_backend,
+    triton,
+    unit_grad_output,
+)
 from fm_kernels.generalized_kl import check_generalized_kl_args, generalized_kl_rows
 
 __all__ = ["generalized_kl_linear"]
@@ -130,7 +136,7 @@ class GeneralizedKLLinearFunction(torch.autograd.Function):
             )
         else:
             grads = list(ctx.saved_tensors)
-            if grad_output.requires_grad or not bool(grad_output == 1):
+            if not unit_grad_output(grad_output):
                 grads = [g * grad_output.to(g.dtype) if g is not None else None for g in grads]
         return (*grads, None, None, None, None, None)
 
@@ -187,6 +193,7 @@ def generalized_kl_linear(
             f"({hidden.dtype}, {hidden.device})"
         )
     n, v = hidden.shape[0], weight.shape[0]
+    check_nonempty("hidden", n)
     if bias is not None:
         check_floating("bias", bias)
         if bias.shape != (v,) or bias.dtype != hidden.dtype or bias.device != hidden.device:

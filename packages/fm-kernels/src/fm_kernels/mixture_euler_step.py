@@ -16,6 +16,8 @@ from fm_kernels import reference
 from fm_kernels._dispatch import (
     check_floating,
     check_integer,
+    check_nonempty,
+    checks_enabled,
     compute_dtype,
     resolve_backend,
     tl,
@@ -76,6 +78,28 @@ def _mixture_euler_step_fwd_kernel(
     tl.store(out_ptr + rows, token.to(out_ptr.dtype.element_ty), mask=row_mask)
 
 
+def check_scores(scores: Tensor, scores_are_logits: bool) -> None:
+    """Value check of ``scores`` (eager mode on CPU, see ``checks_enabled``): no NaN, and
+    probabilities (``scores_are_logits=False``) finite and non-negative; each row needs a positive
+    entry. NaN logits would otherwise become token 0 silently."""
+    if not checks_enabled(scores):
+        return
+    if scores_are_logits:
+        if bool(torch.isnan(scores).any()) or bool(torch.isposinf(scores).any()):
+            raise ValueError("scores (logits) must not hold NaN or +inf")
+        if bool((scores == float("-inf")).all(dim=-1).any()):
+            raise ValueError(
+                "scores (logits) must have a finite entry in every row, got a row of -inf"
+            )
+        return
+    if not bool(torch.isfinite(scores).all()) or bool((scores < 0).any()):
+        raise ValueError(
+            "scores (probabilities, scores_are_logits=False) must be finite and non-negative"
+        )
+    if bool((scores.sum(-1) <= 0).any()):
+        raise ValueError("scores (probabilities) must have a positive entry in every row")
+
+
 def mixture_euler_step(
     scores: Tensor,
     x_t: Tensor,
@@ -122,6 +146,8 @@ def mixture_euler_step(
     check_seed(seed)
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")
+    check_nonempty("scores", n)
+    check_scores(scores, scores_are_logits)
     if resolve_backend(backend, [scores, x_t], "mixture_euler_step") == "torch":
         return reference.mixture_euler_step(
             scores, x_t, jump_prob, seed=seed, scores_are_logits=scores_are_logits

@@ -16,6 +16,7 @@ from fm_kernels import reference
 from fm_kernels._dispatch import (
     as_batch_vector,
     check_integer,
+    check_nonempty,
     compute_dtype,
     resolve_backend,
     tl,
@@ -89,6 +90,7 @@ def mixture_sample(
     check_seed(seed)
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")
+    check_nonempty("x_0", x_0.shape[0])
     kappa = as_batch_vector("kappa_t", kappa_t, x_0.shape[0], x_0)
     if resolve_backend(backend, [x_0, x_1], "mixture_sample") == "torch":
         return reference.mixture_sample(x_0, x_1, kappa, seed=seed)

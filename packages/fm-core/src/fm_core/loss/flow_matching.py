@@ -9,7 +9,14 @@ from fm_core.path.affine import AffineProbPath
 from fm_core.path.path_sample import PathSample
 from fm_core.path.scheduler.scheduler import SchedulerOutput
 from fm_core.utils.backend import check_backend, resolve_backend
-from fm_core.utils.checks import check_floating, check_same_shape, check_tensor, check_time
+from fm_core.utils.checks import (
+    check_batch_size,
+    check_floating,
+    check_same_device,
+    check_same_shape,
+    check_tensor,
+    check_time,
+)
 
 __all__ = ["PREDICTIONS", "REDUCTIONS", "FlowMatchingLoss", "flow_matching_loss"]
 
@@ -28,13 +35,12 @@ def _check_inputs(
 ) -> None:
     for name, x in (("model_output", model_output), ("x_0", x_0), ("x_1", x_1)):
         check_floating(x, name)
-    if model_output.ndim == 0:
-        raise ValueError(
-            "model_output must have a batch dimension, shape [B, ...]; got a 0-dim tensor"
-        )
+    batch_size = check_batch_size(model_output, "model_output")
     check_same_shape([("model_output", model_output), ("x_0", x_0), ("x_1", x_1)])
-    batch_size = model_output.shape[0]
     check_time(t, batch_size)
+    check_same_device(
+        [("model_output", model_output), ("x_0", x_0), ("x_1", x_1), ("t", t), ("weights", weights)]
+    )
     if weights is not None:
         check_tensor(weights, "weights")
         check_floating(weights, "weights")
@@ -138,6 +144,7 @@ def flow_matching_loss(
             prediction=prediction,
             weights=weights,
             reduction=reduction,
+            backend="triton",
         )
     return _torch_loss(model_output, x_0, x_1, c, prediction, weights, reduction)
 

@@ -68,14 +68,19 @@ class AffineProbPath(ProbPath):
             t: times in $[0, 1]$, shape ``[B]``.
 
         Returns:
-            ``PathSample(x_1, x_0, t, x_t, dx_t)``.
+            ``PathSample(x_1, x_0, t, x_t, dx_t)``; ``x_t`` and ``dx_t`` in ``x_0``'s dtype
+            (whatever ``t``'s dtype is).
         """
         self.assert_sample_shape(x_0=x_0, x_1=x_1, t=t)
         check_floating(x_0, "x_0")
         check_floating(x_1, "x_1")
+        if x_1.dtype != x_0.dtype:
+            raise TypeError(f"x_1 must have x_0's dtype {x_0.dtype}, got {x_1.dtype}")
         c = self._coefficients(t, x_0)
-        x_t = c.sigma_t * x_0 + c.alpha_t * x_1
-        dx_t = c.d_sigma_t * x_0 + c.d_alpha_t * x_1
+        # Outputs take the data's dtype (as GeodesicProbPath's): float64 t does not promote float32
+        # data, and bf16 data stays bf16 (with float32 t: computed in float32, rounded once).
+        x_t = (c.sigma_t * x_0 + c.alpha_t * x_1).to(x_0.dtype)
+        dx_t = (c.d_sigma_t * x_0 + c.d_alpha_t * x_1).to(x_0.dtype)
         return PathSample(x_1=x_1, x_0=x_0, t=t, x_t=x_t, dx_t=dx_t)
 
     def _pair(self, name: str, value: Tensor, x_t: Tensor) -> None:

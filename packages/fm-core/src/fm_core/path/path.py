@@ -7,7 +7,13 @@ from typing import Any
 
 from torch import Tensor
 
-from fm_core.utils.checks import check_tensor, check_time, check_time_range
+from fm_core.utils.checks import (
+    check_batch_size,
+    check_same_device,
+    check_tensor,
+    check_time,
+    check_time_range,
+)
 
 __all__ = ["ProbPath"]
 
@@ -27,16 +33,17 @@ class ProbPath(ABC):
     def assert_sample_shape(self, x_0: Tensor, x_1: Tensor, t: Tensor) -> None:
         """Check the arguments of ``sample`` and raise ``ValueError``/``TypeError`` naming the culprit.
 
-        ``x_0`` and ``x_1`` must be tensors of one shape ``[B, ...]``; ``t`` a floating tensor of
-        shape ``[B]`` with values in ``[0, 1]``.
+        ``x_0`` and ``x_1`` must be tensors of one shape ``[B, ...]`` with ``B >= 1``, on one
+        device; ``t`` a floating tensor of shape ``[B]`` on that device with values in ``[0, 1]``
+        (a value check: eager mode on CPU, see ``fm_core.utils.checks``).
         """
         check_tensor(x_0, "x_0")
         check_tensor(x_1, "x_1")
-        if x_0.ndim == 0:
-            raise ValueError("x_0 must have a batch dimension, shape [B, ...], got a 0-dim tensor")
+        check_batch_size(x_0, "x_0")
         if x_0.shape != x_1.shape:
             raise ValueError(
                 f"x_1 must have the shape of x_0: expected {tuple(x_0.shape)}, got {tuple(x_1.shape)}"
             )
         check_time(t, x_0.shape[0])
+        check_same_device([("x_0", x_0), ("x_1", x_1), ("t", t)])
         check_time_range(t)

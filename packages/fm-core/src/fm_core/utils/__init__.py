@@ -8,6 +8,9 @@ from fm_core.utils.checks import (
     check_tensor,
     check_time,
     check_time_range,
+    get_value_checks,
+    set_value_checks,
+    value_checks,
 )
 from fm_core.utils.model_wrapper import ModelWrapper
 from fm_core.utils.tensor import expand_tensor_like, unsqueeze_to_match
@@ -21,6 +24,9 @@ __all__ = [
     "check_time",
     "check_time_range",
     "expand_tensor_like",
+    "get_value_checks",
     "gradient",
+    "set_value_checks",
     "unsqueeze_to_match",
+    "value_checks",
 ]

@@ -43,13 +43,21 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
       ``ValueError`` for non-CUDA tensors unless Triton's interpreter is on
       (``TRITON_INTERPRET=1`` before importing fm_kernels: how kernels are tested on a CPU).
       An explicitly requested backend never falls back silently.
+
+    The caller then calls the kernel with ``backend="triton"``: once a kernel is chosen, fm-kernels
+    runs it or raises, never its torch reference behind the caller's back. For ``"triton"`` the
+    rest of the rule (Triton installed; CUDA tensors or the interpreter) is fm-kernels' own
+    ``resolve_backend``, so both packages raise the same errors, before any work.
     """
     check_backend(backend)
     if backend == "torch":
         return None
     on_cuda = all(t.is_cuda for t in tensors)
     if backend == "auto":
-        return _import_fm_kernels() if on_cuda else None
+        if not on_cuda:
+            return None
+        module = _import_fm_kernels()
+        return module if module is not None and getattr(module, "HAS_TRITON", True) else None
     module = _import_fm_kernels()
     if module is None:
         raise ImportError(
@@ -57,8 +65,11 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
             "fm-kernels` (in the monorepo: `pip install packages/fm-kernels`), or pass "
             "backend='auto' or 'torch'"
         )
-    if not on_cuda and not getattr(module, "INTERPRETED", False):
-        raise ValueError(
+    dispatch = getattr(module, "_dispatch", None)
+    if dispatch is not None:  # fm-kernels' rule: ImportError without Triton, no CPU w/o interpreter
+        dispatch.resolve_backend("triton", list(tensors), "backend='triton'")
+    elif not on_cuda and not getattr(module, "INTERPRETED", False):
+        raise RuntimeError(
             "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before importing "
             "fm_kernels); use backend='auto' or 'torch' on CPU"
         )

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from fm_core.utils.checks import check_floating, check_time
+from fm_core.utils.checks import (
+    check_batch_size,
+    check_floating,
+    check_same_device,
+    check_time,
+    check_time_range,
+)
 from fm_discrete._checks import check_tokens
 
 __all__ = ["REDUCTIONS", "check_loss_inputs", "check_reduction", "reduce"]
@@ -19,10 +25,16 @@ def check_reduction(reduction: object) -> str:
 
 
 def check_loss_inputs(logits: Tensor, x_1: Tensor, x_t: Tensor | None, t: Tensor | None) -> None:
-    """``logits [B, ..., V]``; ``x_1``, ``x_t`` ``[B, ...]`` with ids in ``[0, V)``; ``t [B]``."""
+    """``logits [B, ..., V]``; ``x_1``, ``x_t`` ``[B, ...]`` with ids in ``[0, V)``; ``t [B]`` in [0, 1].
+
+    Token ranges and ``t``'s range are value checks (eager mode on CPU, see
+    ``fm_core.utils.checks``); shapes, dtypes, devices and ``B >= 1`` are always checked.
+    """
     check_floating(logits, "logits")
     if logits.ndim < 2:
         raise ValueError(f"logits must have shape [B, ..., V], got {tuple(logits.shape)}")
+    check_batch_size(logits, "logits")
+    check_same_device([("logits", logits), ("x_1", x_1), ("x_t", x_t), ("t", t)])
     vocab = logits.shape[-1]
     check_tokens(x_1, "x_1", vocab)
     if x_1.shape != logits.shape[:-1]:
@@ -37,6 +49,7 @@ def check_loss_inputs(logits: Tensor, x_1: Tensor, x_t: Tensor | None, t: Tensor
             )
     if t is not None:
         check_time(t, x_1.shape[0])
+        check_time_range(t)
 
 
 def reduce(loss: Tensor, reduction: str) -> Tensor:

@@ -33,8 +33,10 @@ def generalized_kl_torch(
     )
     log_p_x1 = log_p.gather(-1, x_1.unsqueeze(-1).long()).squeeze(-1)
     p_xt = log_p.gather(-1, x_t.unsqueeze(-1).long()).squeeze(-1).exp()
-    same = (x_1 == x_t).to(log_p.dtype)
-    loss = -jump_coefficient.to(log_p.dtype) * (p_xt - same + (1.0 - same) * log_p_x1)
+    # where(), not (1 - δ) log p(x_1): log p(x_1) may be -inf exactly where δ = 1 (0 * -inf is
+    # NaN); the bracket there is p(x_t) - 1, as in fm_kernels.generalized_kl.
+    inner = torch.where(x_1 == x_t, p_xt - 1.0, p_xt + log_p_x1)
+    loss = -jump_coefficient.to(log_p.dtype) * inner
     return reduce(loss, reduction)
 
 
@@ -68,6 +70,7 @@ def generalized_kl(
         x_t.reshape(-1).long(),
         coeff.reshape(-1).to(torch.float32),
         reduction=reduction,
+        backend="triton",
     )
     return out.reshape(x_1.shape) if reduction == "none" else out
 

@@ -113,9 +113,11 @@ class MixtureDiscreteProbPath(ProbPath):
         coeff = self.jump_coefficient(t)
         if coeff.ndim:
             coeff = unsqueeze_to_match(coeff, posterior)
-        u = posterior.mul_(coeff.to(posterior.dtype))
-        u.scatter_add_(-1, x_t.unsqueeze(-1).long(), -coeff.expand(*x_t.shape, 1).to(u.dtype))
-        return u
+        coeff = coeff.to(posterior.dtype)
+        # Out of place: softmax saves its output for backward, so an in-place update would make
+        # every backward through the velocity raise.
+        u = posterior * coeff
+        return u.scatter_add(-1, x_t.unsqueeze(-1).long(), -coeff.expand(*x_t.shape, 1))
 
     def __repr__(self) -> str:
         return f"MixtureDiscreteProbPath({self.scheduler!r})"

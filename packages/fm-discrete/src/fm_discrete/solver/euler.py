@@ -135,6 +135,33 @@ class MixtureDiscreteEulerSolver(Solver):
                 check_probabilities(out, f"{name} (model_output='probs')", atol=1e-3)
         return out.reshape(-1, self.vocabulary_size)
 
+    def _kernels(self, x: Tensor, generator, dtype_categorical: torch.dtype):
+        """fm_kernels when its fused step runs, else ``None``; checked before any work.
+
+        The kernel draws with Triton's Philox generator in float32, so it can honour neither
+        ``generator`` nor ``dtype_categorical=torch.float64`` (the default). ``"auto"`` uses it
+        only where it keeps both (no generator, ``dtype_categorical=torch.float32``, CUDA);
+        an explicit ``"triton"`` that cannot keep them raises instead of changing the draws.
+        """
+        if (
+            not isinstance(dtype_categorical, torch.dtype)
+            or not dtype_categorical.is_floating_point
+        ):
+            raise TypeError(
+                f"dtype_categorical must be a floating torch.dtype, got {dtype_categorical!r}"
+            )
+        keeps = generator is None and dtype_categorical == torch.float32
+        if self.backend == "auto" and not keeps:
+            return None
+        kernels = resolve_backend(self.backend, x)  # "triton": ImportError etc. first
+        if kernels is not None and not keeps:
+            raise ValueError(
+                "backend='triton' draws in float32 with its own seed (fm_kernels."
+                "mixture_euler_step): pass dtype_categorical=torch.float32 and no generator, "
+                "or use backend='auto' / 'torch' for float64 or seeded draws"
+            )
+        return kernels
+
     def _as_probs(self, scores: Tensor) -> Tensor:
         return torch.softmax(scores, dim=-1) if self.model_output == "logits" else scores
 
@@ -163,7 +190,8 @@ class MixtureDiscreteEulerSolver(Solver):
             div_free: corrector coefficient $c \ge 0$ (or a function of $t$): adds
                 $c\,\frac{\dot\kappa_t}{\kappa_t(1-\kappa_t)}\big((1-\kappa_t)p_0 + \kappa_t\delta_{X_1}\big)$
                 to the rates (the reference's divergence-free term). Needs a source distribution.
-            dtype_categorical: precision of the Gumbel-max draws (float64 by default).
+            dtype_categorical: precision of the Gumbel-max draws (float64 by default). The fused
+                kernel (``backend``) runs only with ``torch.float32`` and no ``generator``.
             time_grid: increasing times in $[0, 1]$; intermediates are returned at these times.
             return_intermediates: return ``[len(time_grid), B, ...]`` instead of the end state.
             verbose: show a progress bar (tqdm, if installed).
@@ -171,7 +199,7 @@ class MixtureDiscreteEulerSolver(Solver):
             guidance_scale: classifier-free guidance scale $w$ (0 = conditional model only).
             unconditional_model_extras: model extras of the unconditional call (e.g. a null label);
                 required when ``guidance_scale != 0``.
-            generator: optional ``torch.Generator`` on ``x_init``'s device.
+            generator: optional ``torch.Generator`` on ``x_init``'s device (the torch path only).
             **model_extras: passed to the model (the conditional call).
 
         Returns:
@@ -204,6 +232,7 @@ class MixtureDiscreteEulerSolver(Solver):
                 "unconditional_model_extras is required when guidance_scale != 0 "
                 "(the extras of the unconditional call, e.g. {'label': null_label})"
             )
+        kernels = self._kernels(x_init, generator, dtype_categorical)
         grid = resolve_time_grid(
             time_grid, (0.0, 1.0), device=torch.device("cpu"), dtype=torch.float64
         )
@@ -254,11 +283,15 @@ class MixtureDiscreteEulerSolver(Solver):
                     jump = jump.masked_fill_(state != self.mask_token, 0.0)
                 if frozen is not None:
                     jump = jump.masked_fill_(frozen, 0.0)
-                kernels = resolve_backend(self.backend, scores)
                 if kernels is not None:
-                    seed = int(torch.randint(0, 2**62, (1,)).item())
+                    seed = int(torch.randint(0, 2**62, (1,)).item())  # CPU RNG: no device sync
                     new = kernels.mixture_euler_step(
-                        scores, state, jump.float(), seed=seed, scores_are_logits=scores_are_logits
+                        scores,
+                        state,
+                        jump.float(),
+                        seed=seed,
+                        scores_are_logits=scores_are_logits,
+                        backend="triton",
                     )
                 else:
                     new = mixture_euler_step_torch(

@@ -80,15 +80,16 @@ def mixture_euler_step_torch(
         scores_are_logits: whether ``scores`` are logits (else probabilities).
         dtype: precision of the Gumbel-max draw (float64 by default).
         sparse: draw $x_1$ only for the rows that jump. This selects rows by index, which reads
-            their count back to the host; the default (``None``) does it on CPU only, where there is
-            no device to wait for, and draws densely without synchronising on accelerators.
+            their count back to the host; the default (``None``) does it in eager mode on CPU only,
+            where there is no device to wait for, and draws densely without synchronising on
+            accelerators and under ``torch.compile``.
         return_jumped: also return the boolean ``[N]`` mask of rows that jumped.
 
     Returns:
         ``x_next`` ``[N]`` (and the jump mask when ``return_jumped``).
     """
-    if sparse is None:
-        sparse = scores.device.type == "cpu"
+    if sparse is None:  # never while compiling: the row count is data-dependent (graph break)
+        sparse = scores.device.type == "cpu" and not torch.compiler.is_compiling()
     u = torch.rand(x_t.shape, dtype=torch.float64, device=x_t.device, generator=generator)
     jumped = u < jump_prob
     kw = dict(scores_are_logits=scores_are_logits, dtype=dtype, generator=generator)

@@ -5,7 +5,19 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["safe_norm", "sinc", "theta_over_sin"]
+__all__ = ["may_hold_true", "safe_norm", "sinc", "theta_over_sin"]
+
+
+def may_hold_true(mask: Tensor) -> bool:
+    """Whether a rarely-taken, exact-anyway branch must run for ``mask``: ``mask.any()``, sync-free.
+
+    Reads the mask back only in eager mode on the CPU (free there, and it skips the rare branch in
+    the common case). While ``torch.compile`` traces or on an accelerator it returns ``True``
+    without looking, so the general ``torch.where`` branch runs: no host sync, no graph break.
+    """
+    if torch.compiler.is_compiling() or mask.device.type != "cpu":
+        return True
+    return bool(mask.any())
 
 
 def _tiny(x: Tensor) -> float:

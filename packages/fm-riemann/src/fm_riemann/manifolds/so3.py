@@ -8,7 +8,7 @@ import geoopt
 import torch
 from torch import Tensor
 
-from fm_riemann.manifolds._safe import safe_norm, sinc, theta_over_sin
+from fm_riemann.manifolds._safe import may_hold_true, safe_norm, sinc, theta_over_sin
 
 __all__ = ["SO3", "hat", "vee"]
 
@@ -122,7 +122,7 @@ class SO3(geoopt.Manifold):
         out = w * theta_over_sin(theta, sin_theta)
         cut = math.pi - (1e-6 if q.dtype == torch.float64 else 1e-3)
         near_pi = theta > cut
-        if bool(near_pi.any()):
+        if may_hold_true(near_pi):
             # (Q + Q^T)/2 + I ~= 2 n n^T near theta = pi: read n from its largest column.
             b = 0.5 * (q + q.transpose(-1, -2)) + torch.eye(3, dtype=q.dtype, device=q.device)
             col = b.diagonal(dim1=-2, dim2=-1).argmax(-1)

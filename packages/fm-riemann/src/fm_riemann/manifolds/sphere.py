@@ -8,7 +8,7 @@ import geoopt
 import torch
 from torch import Tensor
 
-from fm_riemann.manifolds._safe import safe_norm, sinc, theta_over_sin
+from fm_riemann.manifolds._safe import may_hold_true, safe_norm, sinc, theta_over_sin
 
 __all__ = ["Sphere"]
 
@@ -82,7 +82,7 @@ class Sphere(geoopt.Sphere):
         # used (the exact log is ill-conditioned there: |d log| ~ 1 / (pi - theta)).
         cut = math.pi - (1e-6 if x.dtype == torch.float64 else 1e-3)
         antipodal = theta > cut
-        if bool(antipodal.any()):
+        if may_hold_true(antipodal):
             out = torch.where(antipodal, self._antipodal_direction(x) * theta, out)
         return out
 
@@ -111,7 +111,7 @@ class Sphere(geoopt.Sphere):
         antipodal = theta > cut
         st = s * theta
         cos_st = torch.cos(st)
-        if bool(antipodal.any()):
+        if may_hold_true(antipodal):
             u = torch.where(antipodal, self._antipodal_direction(x) * theta, k * w)
             point = cos_st * x + (s * sinc(st)) * u
             return point, cos_st * u - (theta * torch.sin(st)) * x

@@ -12,6 +12,7 @@ from torch.func import jvp
 from fm_core.path.path import ProbPath
 from fm_core.path.path_sample import PathSample
 from fm_core.path.scheduler.scheduler import ConvexScheduler
+from fm_riemann._checks import check_on_manifold
 from fm_riemann.manifolds.euclidean import Euclidean
 from fm_riemann.manifolds.so3 import SO3
 from fm_riemann.manifolds.sphere import Sphere
@@ -137,8 +138,18 @@ class GeodesicProbPath(ProbPath):
         Returns:
             ``PathSample`` with ``x_t`` and ``dx_t`` of shape ``[B, *point_shape]`` (``dx_t`` is a
             tangent vector at ``x_t``) and ``t`` of shape ``[B]``.
+
+        Raises:
+            TypeError: non-floating points (integer tensors are not points of a manifold).
+            ValueError: bad shapes, ``B = 0``, tensors on different devices, and (value checks,
+                eager mode on CPU: see ``fm_core.utils.checks``) ``t`` outside ``[0, 1]`` or
+                points off the manifold (a sphere point of norm 2, a matrix that is not a
+                rotation, a torus angle outside ``[0, 2\pi)``; project them with
+                ``manifold.projx``).
         """
         self.assert_sample_shape(x_0=x_0, x_1=x_1, t=t)
+        check_on_manifold(self.manifold, x_0, "x_0")
+        check_on_manifold(self.manifold, x_1, "x_1")
         view = (-1,) + (1,) * (x_0.ndim - 1)
         out = self.scheduler(t)
         kappa = out.alpha_t.to(x_0.dtype).reshape(view)
