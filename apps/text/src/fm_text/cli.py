@@ -1,0 +1,235 @@
+"""The ``fm-text`` command line: ``train | sample | evaluate | demo``.
+
+Every bad input ends with one line on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from fm_text.config import LOSSES, MODELS, SOURCES, TIME_SAMPLINGS, TrainConfig, load_config
+from fm_text.model import PRESETS
+
+__all__ = ["build_parser", "main"]
+
+
+class UsageError(Exception):
+    """A usage error already formatted as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (no usage block), exit code 2."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        raise UsageError(f"{self.prog}: error: {message}")
+
+
+_FORMATTER = argparse.ArgumentDefaultsHelpFormatter
+
+# option name -> (type, choices, help) for every TrainConfig field on the command line.
+_TRAIN_OPTIONS: dict[str, tuple] = {
+    "data": (str, None, "corpus: pydoc, pystdlib, or a local text file or folder"),
+    "model": (str, MODELS, "flow (discrete flow matching) or ar (autoregressive baseline)"),
+    "steps": (int, None, "optimiser steps in total; a larger value on an existing run resumes it"),
+    "preset": (str, tuple(PRESETS), "model size (tiny: CPU, small: GPU)"),
+    "dim": (int, None, "width (overrides the preset)"),
+    "depth": (int, None, "blocks (overrides the preset)"),
+    "heads": (int, None, "attention heads (overrides the preset)"),
+    "context": (int, None, "tokens per training sequence"),
+    "vocab_size": (int, None, "BPE vocabulary size (special tokens included)"),
+    "tokenizer": (str, None, "a local tokenizer.json instead of training a BPE"),
+    "val_fraction": (float, None, "share of the corpus' characters held out, by document"),
+    "batch_size": (int, None, "sequences per optimiser step (per process)"),
+    "lr": (float, None, "peak AdamW learning rate"),
+    "min_lr_ratio": (float, None, "final learning rate of the cosine decay, relative to --lr"),
+    "warmup": (int, None, "linear warmup steps"),
+    "weight_decay": (float, None, "AdamW weight decay of matrices"),
+    "grad_clip": (float, None, "gradient norm clip"),
+    "ema_decay": (float, None, "EMA decay of the weights used for evaluation and sampling"),
+    "source": (str, SOURCES, "source distribution of the flow"),
+    "scheduler_n": (float, None, "n of PolynomialConvexScheduler (kappa_t = t^n)"),
+    "loss": (str, LOSSES, "gkl: generalized KL (ELBO); ce: cross-entropy"),
+    "time_sampling": (str, TIME_SAMPLINGS, "variable in which training times are stratified"),
+    "dropout": (float, None, "dropout (default: 0.1 for ar, 0 for flow)"),
+    "eval_every": (int, None, "steps between validation evaluations and checkpoints"),
+    "eval_sequences": (int, None, "validation sequences scored during training"),
+    "eval_time_samples": (int, None, "ELBO time samples per sequence during training"),
+    "patience": (int, None, "stop after this many evaluations without improvement (0: never)"),
+    "log_every": (int, None, "steps between metric lines"),
+    "seed": (int, None, "seed"),
+    "cache_dir": (str, None, "folder of the token caches (default RUN_DIR/cache)"),
+}
+
+
+def _add_train_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    defaults = TrainConfig()
+    for name, (typ, choices, text) in _TRAIN_OPTIONS.items():
+        default = argparse.SUPPRESS if suppress else getattr(defaults, name)
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, type=typ, choices=choices, default=default, help=text)
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        default=argparse.SUPPRESS if suppress else False,
+        help="torch.compile the model",
+    )
+    parser.add_argument(
+        "--no-progress",
+        dest="progress",
+        action="store_false",
+        default=argparse.SUPPRESS if suppress else True,
+        help="hide the progress bar",
+    )
+
+
+def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
+    """The ``fm-text`` parser (with ``suppress_defaults``: only explicitly given options appear)."""
+    parser = _Parser(
+        prog="fm-text",
+        description="Discrete flow-matching text generation: train, sample, evaluate, demo.",
+        formatter_class=_FORMATTER,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train or resume a run", formatter_class=_FORMATTER)
+    p.add_argument("--out", required=True, help="run folder (an existing run resumes)")
+    _add_train_options(p, suppress_defaults)
+
+    p = sub.add_parser("sample", help="draw samples from a run", formatter_class=_FORMATTER)
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--num", type=int, default=4, help="number of samples")
+    p.add_argument("--steps", type=int, default=128, help="Euler steps of the flow sampler")
+    p.add_argument("--prompt", default="", help="text the samples start with (kept fixed)")
+    p.add_argument("--suffix", default="", help="text the samples end with (flow runs only)")
+    p.add_argument("--length", type=int, default=None, help="tokens per sample (default: context)")
+    p.add_argument("--temperature", type=float, default=1.0, help="logit temperature")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--out", default=None, help="also write JSONL {'text': ...} to this new file")
+    p.add_argument(
+        "--checkpoint", choices=("best", "latest"), default="best", help="weights to load"
+    )
+
+    p = sub.add_parser("evaluate", help="score a run", formatter_class=_FORMATTER)
+    p.add_argument("--run", required=True, help="run folder")
+    p.add_argument("--judge", default=None, help="an ar run on the same tokenizer (gen_ppl)")
+    p.add_argument("--num-samples", type=int, default=32, help="samples for the statistics")
+    p.add_argument("--sample-steps", type=int, default=128, help="Euler steps (flow)")
+    p.add_argument("--time-samples", type=int, default=16, help="ELBO time samples per sequence")
+    p.add_argument("--max-sequences", type=int, default=None, help="cap on validation sequences")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument(
+        "--checkpoint", choices=("best", "latest"), default="best", help="weights to load"
+    )
+
+    p = sub.add_parser(
+        "demo", help="train flow and ar on pydoc, compare them", formatter_class=_FORMATTER
+    )
+    p.add_argument("--out", default="fm-text-demo", help="folder of the two runs")
+    p.add_argument(
+        "--steps", type=int, default=None, help="optimiser steps of each model (default: the demo's)"
+    )
+    return parser
+
+
+def _train_config(argv: list[str], args: argparse.Namespace) -> TrainConfig:
+    """Options given on the command line over the stored config of an existing run, else defaults."""
+    explicit = vars(build_parser(suppress_defaults=True).parse_args(argv))
+    explicit = {k: v for k, v in explicit.items() if k not in ("command", "out")}
+    run = Path(args.out)
+    if (run / "config.json").is_file():
+        base = load_config(run).to_dict()
+    else:
+        base = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    base.update(explicit)
+    return TrainConfig(**base)
+
+
+def _cmd_train(argv: list[str], args: argparse.Namespace) -> None:
+    from fm_text.train import train
+
+    config = _train_config(argv, args)
+    summary = train(config, args.out)
+    print(json.dumps(summary))
+
+
+def _cmd_sample(args: argparse.Namespace) -> None:
+    from fm_text.run import load_run
+    from fm_text.sample import sample_run
+
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        raise ValueError(f"out: {out} exists; choose a new file")
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    samples = sample_run(
+        run,
+        args.num,
+        steps=args.steps,
+        length=args.length,
+        temperature=args.temperature,
+        prompt=args.prompt,
+        suffix=args.suffix,
+        seed=args.seed,
+    )
+    print("\n\n".join(samples.texts))
+    if out is not None:
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in samples.texts))
+        tmp.replace(out)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> None:
+    from fm_text.evaluate import evaluate_run
+    from fm_text.run import load_run
+
+    for name in ("num_samples", "sample_steps", "time_samples"):
+        if getattr(args, name) < 1:
+            raise ValueError(f"{name.replace('_', '-')} must be a positive int")
+    if args.max_sequences is not None and args.max_sequences < 1:
+        raise ValueError("max-sequences must be a positive int")
+    run = load_run(args.run, checkpoint=args.checkpoint)
+    result = evaluate_run(
+        run,
+        judge=args.judge,
+        num_samples=args.num_samples,
+        sample_steps=args.sample_steps,
+        time_samples=args.time_samples,
+        max_sequences=args.max_sequences,
+        seed=args.seed,
+    )
+    print(json.dumps(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``fm-text``; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "train":
+            _cmd_train(argv, args)
+        elif args.command == "sample":
+            _cmd_sample(args)
+        elif args.command == "evaluate":
+            _cmd_evaluate(args)
+        else:
+            from fm_text.demo import run_demo
+
+            run_demo(args.out, steps=args.steps)
+    except UsageError as exc:
+        print(str(exc).splitlines()[0], file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, OSError) as exc:
+        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"fm-text: error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fm-text: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

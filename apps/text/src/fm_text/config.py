@@ -1,0 +1,180 @@
+"""The training configuration of a run, stored as ``RUN_DIR/config.json``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from fm_text.model.transformer import PRESETS, ModelConfig
+
+__all__ = ["RESUMABLE_FIELDS", "TrainConfig", "load_config"]
+
+MODELS = ("flow", "ar")
+SOURCES = ("mask", "uniform")
+LOSSES = ("gkl", "ce")
+TIME_SAMPLINGS = ("uniform", "kappa", "elbo")
+
+#: Fields a resumed run may change; every other field must match the stored config.
+RESUMABLE_FIELDS = (
+    "steps",
+    "eval_every",
+    "log_every",
+    "patience",
+    "compile",
+    "progress",
+    "cache_dir",
+)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (the command line's ``train`` options).
+
+    Attributes:
+        data: ``pydoc``, ``pystdlib``, or a local file or folder.
+        model: ``flow`` (discrete flow matching) or ``ar`` (autoregressive baseline).
+        steps: optimiser steps in total (a resumed run continues up to this number).
+        preset: model size, a key of ``PRESETS``; ``dim``/``depth``/``heads`` override it.
+        context: tokens per training sequence.
+        vocab_size: BPE vocabulary size (ignored with ``tokenizer``).
+        tokenizer: a local ``tokenizer.json`` instead of training one.
+        val_fraction: share of the corpus' characters held out for validation (by document).
+        batch_size: sequences per optimiser step (per process under DDP).
+        lr: peak AdamW learning rate; warmup ``warmup`` steps, cosine decay to ``lr * min_lr_ratio``.
+        source: ``mask`` or ``uniform`` source distribution (flow).
+        scheduler_n: $n$ of ``PolynomialConvexScheduler`` ($\\kappa_t = t^n$).
+        loss: ``gkl`` (generalized KL, the ELBO's integrand) or ``ce`` (cross-entropy).
+        time_sampling: ``uniform`` ($t$), ``kappa`` ($\\kappa_t$ uniform) or ``elbo``
+            ($\\kappa = 1 - w^2$, $w$ uniform), each stratified over the batch and importance-weighted
+            so that the generalized KL stays an unbiased ELBO estimate.
+        dropout: dropout of the transformer (``None``: 0.1 for ``ar``, 0 for ``flow``).
+        eval_every: steps between validation evaluations (and checkpoints).
+        patience: stop after this many evaluations without a better validation score (0: never).
+        cache_dir: folder of the token caches (``RUN_DIR/cache`` when ``None``).
+    """
+
+    data: str = "pydoc"
+    model: str = "flow"
+    steps: int = 3000
+    preset: str = "tiny"
+    dim: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    context: int = 128
+    vocab_size: int = 2048
+    tokenizer: str | None = None
+    val_fraction: float = 0.1
+    batch_size: int = 8
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    ema_decay: float = 0.995
+    source: str = "mask"
+    scheduler_n: float = 1.0
+    loss: str = "gkl"
+    time_sampling: str = "elbo"
+    dropout: float | None = None
+    eval_every: int = 100
+    eval_sequences: int = 128
+    eval_time_samples: int = 4
+    patience: int = 0
+    log_every: int = 10
+    seed: int = 0
+    compile: bool = False
+    progress: bool = True
+    cache_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field."""
+        _choice("model", self.model, MODELS)
+        _choice("source", self.source, SOURCES)
+        _choice("loss", self.loss, LOSSES)
+        _choice("time_sampling", self.time_sampling, TIME_SAMPLINGS)
+        _choice("preset", self.preset, tuple(PRESETS))
+        for name in ("steps", "context", "batch_size", "eval_every", "eval_sequences"):
+            _positive_int(name, getattr(self, name))
+        _positive_int("eval_time_samples", self.eval_time_samples)
+        _positive_int("log_every", self.log_every)
+        for name in ("warmup", "patience", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        for name in ("dim", "depth", "heads"):
+            if getattr(self, name) is not None:
+                _positive_int(name, getattr(self, name))
+        if self.vocab_size < 260:
+            raise ValueError(f"vocab_size must be >= 260 (bytes + specials), got {self.vocab_size}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be positive, got {self.grad_clip}")
+        if not self.scheduler_n > 0:
+            raise ValueError(f"scheduler_n must be positive, got {self.scheduler_n}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.model == "ar" and self.source != "mask":
+            raise ValueError("source applies to flow runs only; leave it at 'mask' for --model ar")
+
+    def model_config(self, vocab_size: int) -> ModelConfig:
+        """The transformer's shape for a tokenizer of ``vocab_size`` ids."""
+        size = dict(PRESETS[self.preset])
+        for name in ("dim", "depth", "heads"):
+            if getattr(self, name) is not None:
+                size[name] = getattr(self, name)
+        dropout = self.dropout if self.dropout is not None else (0.1 if self.model == "ar" else 0.0)
+        return ModelConfig(
+            vocab_size=vocab_size,
+            context=self.context,
+            causal=self.model == "ar",
+            dropout=dropout,
+            **size,
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write JSON atomically."""
+        path = Path(path)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        tmp.replace(path)
+
+
+def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def load_config(run_dir: str | Path) -> TrainConfig:
+    """Read ``RUN_DIR/config.json``.
+
+    Raises:
+        ValueError: ``run_dir`` is not a run (no readable ``config.json``).
+    """
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"run: {run_dir} is not an fm-text run (no config.json)")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"run: cannot read {path}: {exc}") from None
+    known = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in raw.items() if k in known})

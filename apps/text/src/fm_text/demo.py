@@ -1,0 +1,80 @@
+"""``fm-text demo``: train the flow model and the autoregressive baseline on pydoc, compare them.
+
+Both models get the same tokenizer, data, size and number of optimiser steps (a step budget, never a
+time budget, so the demo does the same work on any machine); each is scored at its best validation
+checkpoint (``RUN_DIR/best``), because the baseline memorises this small corpus.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fm_text.config import TrainConfig, load_config
+from fm_text.evaluate import evaluate_run
+from fm_text.run import load_run, prepare_data
+from fm_text.sample import sample_run
+from fm_text.train import train
+
+__all__ = ["DEMO_FLOW", "DEMO_AR", "run_demo"]
+
+#: Settings of the demo, chosen by the measurements in benchmarks/RESULTS.md.
+DEMO_STEPS = 3000
+DEMO_FLOW: dict = {"data": "pydoc", "model": "flow"}
+DEMO_AR: dict = {"data": "pydoc", "model": "ar", "patience": 4}
+
+
+def _train_or_reuse(run_dir: Path, settings: dict, steps: int) -> None:
+    config = TrainConfig(**settings, steps=steps)
+    if (run_dir / "config.json").is_file():
+        stored = load_config(run_dir)
+        from fm_core.training import Checkpointer
+
+        latest = Checkpointer(run_dir).latest_step() or 0
+        if latest >= steps or (stored.patience and (run_dir / "best").is_dir() and latest):
+            print(f"{run_dir}: already trained ({latest} steps), reusing it")
+            return
+    print(f"training {settings['model']} for {steps} steps into {run_dir}")
+    print(json.dumps(train(config, run_dir)))
+
+
+def run_demo(out: str | Path = "fm-text-demo", *, steps: int | None = None) -> dict:
+    """Train both models (or reuse finished runs) into ``out/flow`` and ``out/ar``, print a comparison.
+
+    Returns:
+        ``{"flow": {...}, "ar": {...}, "ratio": flow ppl_bound / ar perplexity}``.
+    """
+    steps = DEMO_STEPS if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out: {out} is not a folder")
+    _train_or_reuse(out / "ar", DEMO_AR, steps)
+    _train_or_reuse(out / "flow", DEMO_FLOW, steps)
+    ar = evaluate_run(load_run(out / "ar"))
+    flow = evaluate_run(load_run(out / "flow"), judge=out / "ar")
+    ratio = flow["ppl_bound"] / ar["ppl_bound"]
+    rows = [
+        ("best step", "step", "{:d}"),
+        ("ppl (flow: ELBO bound)", "ppl_bound", "{:.1f}"),
+        ("bits per byte", "bits_per_byte", "{:.3f}"),
+        ("sample entropy (bits)", "sample_entropy", "{:.3f}"),
+        ("val entropy (bits)", "val_entropy", "{:.3f}"),
+        ("eval seconds", "seconds", "{:.1f}"),
+    ]
+    print(f"\n{'':26}{'flow':>12}{'ar':>12}")
+    for label, key, fmt in rows:
+        print(f"{label:26}{fmt.format(flow[key]):>12}{fmt.format(ar[key]):>12}")
+    print(f"{'gen ppl (judge: ar)':26}{flow['gen_ppl']:>12.1f}{'-':>12}")
+    print(f"\nflow ppl bound / ar ppl = {ratio:.2f}")
+
+    run = load_run(out / "flow")
+    data = prepare_data(run.config, out / "flow", None, write=False)
+    tok = run.tokenizer
+    print("\nInfilling (flow): the first and last 24 validation tokens kept, 48 filled in")
+    for i, chunk in enumerate(data.val.chunks(96, 0, 3)):
+        prompt, suffix = tok.decode(chunk[:24].tolist()), tok.decode(chunk[-24:].tolist())
+        sample = sample_run(run, 1, length=96, prompt=prompt, suffix=suffix, seed=i)
+        print(f"--- sample {i}\n{sample.texts[0]}\n")
+    return {"flow": flow, "ar": ar, "ratio": ratio}

@@ -1,0 +1,233 @@
+r"""A small diffusion transformer: adaLN-Zero time conditioning, rotary positions, SDPA attention.
+
+The flow model sees $x_t$ and $t$ and returns posterior logits $p_{1|t}(\cdot \mid x_t)$ at every
+position (bidirectional attention). The autoregressive baseline is the same body with a causal mask
+and $t$ fixed at 0 (its adaLN modulation is then a learned constant), trained on next-token targets;
+it samples with a KV cache.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["PRESETS", "KVCache", "ModelConfig", "TextTransformer"]
+
+#: Sizes by name. ``tiny`` was sized by measured optimiser steps per second on 2 CPU cores (see
+#: benchmarks/RESULTS.md): steps matter more than width there. ``small`` is a GPU size.
+PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"dim": 128, "depth": 4, "heads": 4},
+    "small": {"dim": 512, "depth": 8, "heads": 8},
+}
+
+
+@dataclass
+class ModelConfig:
+    """Shape of a ``TextTransformer``.
+
+    Attributes:
+        vocab_size: ids of the tokenizer, special tokens included.
+        context: longest sequence (rotary tables are built for it).
+        dim: width; ``dim / heads`` must be even (rotary pairs).
+        depth: number of blocks.
+        heads: attention heads.
+        causal: causal mask (the autoregressive baseline).
+        dropout: dropout on attention weights and residual branches while training.
+        mlp_ratio: hidden width of the MLP over ``dim``.
+    """
+
+    vocab_size: int
+    context: int
+    dim: int = 128
+    depth: int = 4
+    heads: int = 4
+    causal: bool = False
+    dropout: float = 0.0
+    mlp_ratio: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "context", "dim", "depth", "heads", "mlp_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError(
+                f"dim ({self.dim}) must be a multiple of heads ({self.heads}) with an even head size"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class KVCache:
+    """Keys and values of past positions for incremental decoding.
+
+    Args:
+        config: the model's config.
+        batch: batch size.
+        device: device of the buffers.
+        dtype: dtype of the buffers.
+    """
+
+    def __init__(
+        self, config: ModelConfig, batch: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        hd = config.dim // config.heads
+        shape = (config.depth, batch, config.heads, config.context, hd)
+        self.k = torch.zeros(shape, device=device, dtype=dtype)
+        self.v = torch.zeros(shape, device=device, dtype=dtype)
+        self.length = 0
+
+
+def _rotary_tables(context: int, head_dim: int) -> tuple[Tensor, Tensor]:
+    inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    angles = torch.outer(torch.arange(context, dtype=torch.float64), inv)
+    return angles.cos().float(), angles.sin().float()
+
+
+def _rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary embedding of ``x`` ``[B, H, L, hd]`` with tables ``[L, hd/2]`` (half-split pairs)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+
+
+class _Attention(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.heads = config.heads
+        self.qkv = nn.Linear(config.dim, 3 * config.dim, bias=False)
+        self.out = nn.Linear(config.dim, config.dim, bias=False)
+        self.causal = config.causal
+        self.dropout = config.dropout
+
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        b, n, d = x.shape
+        q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = _rotate(q, cos, sin), _rotate(k, cos, sin)
+        causal = self.causal
+        if cache is not None:
+            start = cache.length
+            cache.k[layer, :, :, start : start + n] = k
+            cache.v[layer, :, :, start : start + n] = v
+            k = cache.k[layer, :, :, : start + n]
+            v = cache.v[layer, :, :, : start + n]
+            # A single new query attends to every cached key; a prompt prefill starts at 0.
+            causal = causal and n > 1
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=p)
+        return self.out(y.transpose(1, 2).reshape(b, n, d))
+
+
+class _Block(nn.Module):
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        d = config.dim
+        self.norm1 = nn.LayerNorm(d, elementwise_affine=False)
+        self.norm2 = nn.LayerNorm(d, elementwise_affine=False)
+        self.attn = _Attention(config)
+        self.mlp = nn.Sequential(
+            nn.Linear(d, config.mlp_ratio * d), nn.GELU(), nn.Linear(config.mlp_ratio * d, d)
+        )
+        self.ada = nn.Linear(d, 6 * d)
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(
+        self, x: Tensor, c: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(1).chunk(6, dim=-1)
+        h = self.norm1(x) * (1 + scale1) + shift1
+        x = x + gate1 * self.drop(self.attn(h, cos, sin, cache, layer))
+        h = self.norm2(x) * (1 + scale2) + shift2
+        return x + gate2 * self.drop(self.mlp(h))
+
+
+class TextTransformer(nn.Module):
+    r"""Token embedding, ``depth`` adaLN-Zero blocks, adaLN final norm and a linear head.
+
+    Args:
+        config: a ``ModelConfig``.
+
+    Example:
+        >>> net = TextTransformer(ModelConfig(vocab_size=300, context=16, dim=32, depth=1, heads=2))
+        >>> net(torch.randint(0, 300, (2, 16)), torch.rand(2)).shape
+        torch.Size([2, 16, 300])
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.dim
+        self.embed = nn.Embedding(config.vocab_size, d)
+        self.time_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d), nn.SiLU())
+        self.blocks = nn.ModuleList(_Block(config) for _ in range(config.depth))
+        self.norm = nn.LayerNorm(d, elementwise_affine=False)
+        self.final_ada = nn.Linear(d, 2 * d)
+        self.head = nn.Linear(d, config.vocab_size, bias=False)
+        cos, sin = _rotary_tables(config.context, d // config.heads)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """GPT-2 style init (normal, std 0.02) and zero adaLN modulations (adaLN-Zero)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=0.02)
+        for block in self.blocks:
+            nn.init.zeros_(block.ada.weight)
+            nn.init.zeros_(block.ada.bias)
+        nn.init.zeros_(self.final_ada.weight)
+        nn.init.zeros_(self.final_ada.bias)
+
+    def num_parameters(self) -> int:
+        """Number of trainable parameters."""
+        return sum(p.numel() for p in self.parameters())
+
+    def _time_embedding(self, t: Tensor) -> Tensor:
+        half = self.config.dim // 2
+        freqs = torch.exp(
+            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half
+        )
+        angles = 1000.0 * t.float().unsqueeze(-1) * freqs
+        return self.time_mlp(torch.cat((angles.cos(), angles.sin()), dim=-1))
+
+    def forward(self, x: Tensor, t: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+        """Logits at every position.
+
+        Args:
+            x: token ids, long ``[B, L]`` with ``L <= context`` (minus cached positions).
+            t: times ``[B]`` in $[0, 1]$ (flow model); ``None`` means 0 (the autoregressive model).
+            cache: a ``KVCache`` to read and extend (causal models, incremental decoding).
+
+        Returns:
+            Logits ``[B, L, vocab_size]``.
+        """
+        b, n = x.shape
+        start = cache.length if cache is not None else 0
+        if start + n > self.config.context:
+            raise ValueError(
+                f"sequence of {start + n} tokens exceeds the model context {self.config.context}"
+            )
+        if t is None:
+            t = torch.zeros(b, device=x.device)
+        c = self._time_embedding(t)
+        cos, sin = self.rope_cos[start : start + n], self.rope_sin[start : start + n]
+        h = self.embed(x)
+        for i, block in enumerate(self.blocks):
+            h = block(h, c, cos, sin, cache, i)
+        if cache is not None:
+            cache.length += n
+        shift, scale = self.final_ada(c).unsqueeze(1).chunk(2, dim=-1)
+        return self.head(self.norm(h) * (1 + scale) + shift)

@@ -1,0 +1,157 @@
+r"""Training objectives and validation scores of the flow model and of the autoregressive baseline.
+
+Flow model: the posterior $p_{1|t}(\cdot \mid x_t)$ of fm-discrete's ``MixtureDiscreteProbPath``,
+trained with ``MixturePathGeneralizedKL`` (whose expectation over $t \sim U[0,1]$ is the negative
+ELBO) or ``MixturePathCrossEntropy``. Times are stratified over the batch and drawn in one of three
+variables; the importance weight keeps the generalized KL an unbiased estimate of the same ELBO:
+
+- ``uniform``: $t \sim U$, weight 1;
+- ``kappa``: $\kappa \sim U$, weight $1/\dot\kappa_t$, the loss becomes $B/(1-\kappa)$;
+- ``elbo``: $\kappa = 1 - w^2$, $w \sim U$, weight $2w/\dot\kappa_t$, the loss becomes $2B/w$ with a
+  finite variance (the estimator of fm-discrete's ``MixturePathELBO``).
+
+With a mask source, ``PosteriorModel`` gives the mask token no probability and copies unmasked
+tokens (their exact posterior): only masked positions carry loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fm_core.path.scheduler import PolynomialConvexScheduler
+from fm_discrete import (
+    MixtureDiscreteProbPath,
+    MixturePathCrossEntropy,
+    MixturePathELBO,
+    MixturePathGeneralizedKL,
+    mask_source_p,
+    uniform_source_p,
+)
+
+__all__ = [
+    "FlowObjective",
+    "PosteriorModel",
+    "ar_inputs",
+    "ar_nll",
+    "ar_token_logits",
+    "source_distribution",
+]
+
+
+class PosteriorModel(nn.Module):
+    """The solver's and the loss' view of the network: ``model(x=x_t, t=t)`` -> logits.
+
+    Args:
+        net: a ``TextTransformer`` (bidirectional).
+        mask_id: the mask token's id.
+        mask_source: whether the source is the mask token (then the mask gets logit $-\\infty$ and
+            unmasked positions are copied), else uniform (the mask still gets $-\\infty$: it is
+            never data).
+    """
+
+    def __init__(self, net: nn.Module, mask_id: int, mask_source: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.mask_id = mask_id
+        self.mask_source = mask_source
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        """Logits ``[B, L, V]`` for tokens ``x`` ``[B, L]`` at times ``t`` ``[B]``."""
+        logits = self.net(x, t)
+        logits = logits.index_fill(-1, torch.tensor([self.mask_id], device=x.device), -torch.inf)
+        if self.mask_source:
+            keep = (x != self.mask_id).unsqueeze(-1)
+            copied = torch.full_like(logits, -torch.inf).scatter_(-1, x.unsqueeze(-1), 0.0)
+            logits = torch.where(keep, copied, logits)
+        return logits
+
+
+def source_distribution(source: str, vocab_size: int, mask_id: int) -> Tensor:
+    """$p_0$ ``[V]``: one-hot at the mask, or uniform over every id but the mask."""
+    if source == "mask":
+        return mask_source_p(vocab_size, mask_id)
+    p = uniform_source_p(vocab_size).clone()
+    p[mask_id] = 0.0
+    return p / p.sum()
+
+
+class FlowObjective:
+    """Loss and validation bound of the flow model.
+
+    Args:
+        source: ``"mask"`` or ``"uniform"``.
+        vocab_size: ids of the tokenizer.
+        mask_id: the mask token.
+        scheduler_n: exponent of ``PolynomialConvexScheduler``.
+        loss: ``"gkl"`` or ``"ce"``.
+        time_sampling: ``"uniform"``, ``"kappa"`` or ``"elbo"``.
+    """
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        vocab_size: int,
+        mask_id: int,
+        scheduler_n: float,
+        loss: str,
+        time_sampling: str,
+    ) -> None:
+        self.path = MixtureDiscreteProbPath(PolynomialConvexScheduler(scheduler_n))
+        self.source = source
+        self.mask_id = mask_id
+        self.p0 = source_distribution(source, vocab_size, mask_id)
+        self.loss_kind = loss
+        self.time_sampling = time_sampling
+        self.gkl = MixturePathGeneralizedKL(self.path, reduction="none")
+        self.ce = MixturePathCrossEntropy(reduction="none", only_changed=source == "mask")
+
+    def _times(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Stratified times ``t`` ``[B]`` and importance weights ``[B]`` (relative to $t \\sim U$)."""
+        u = (torch.arange(batch) + torch.rand(batch, generator=generator)) / batch
+        u = u.clamp(1e-5, 1.0 - 1e-5)
+        if self.time_sampling == "uniform":
+            return u, torch.ones(batch)
+        kappa = u if self.time_sampling == "kappa" else 1.0 - u * u
+        t = self.path.scheduler.kappa_inverse(kappa).clamp(1e-5, 1.0)
+        d_kappa = self.path.scheduler(t).d_alpha_t.clamp_min(1e-8)
+        weight = 1.0 / d_kappa if self.time_sampling == "kappa" else 2.0 * u / d_kappa
+        return t, weight
+
+    def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator) -> Tensor:
+        """Mean loss per token of a batch ``x_1`` ``[B, L]`` (a scalar)."""
+        batch = x_1.shape[0]
+        t, weight = self._times(batch, generator)
+        t, weight = t.to(x_1.device), weight.to(x_1.device)
+        x_0 = torch.multinomial(self.p0, x_1.numel(), replacement=True, generator=generator)
+        x_0 = x_0.view_as(x_1).to(x_1.device)
+        sample = self.path.sample(x_0, x_1, t)
+        logits = model(x=sample.x_t, t=t)
+        if self.loss_kind == "gkl":
+            per_token = self.gkl(logits.float(), x_1, sample.x_t, t) * weight.unsqueeze(-1)
+        else:
+            per_token = self.ce(logits.float(), x_1, sample.x_t, t)
+        return per_token.mean()
+
+    def elbo(self, num_time_samples: int, seed: int = 0) -> MixturePathELBO:
+        """fm-discrete's ``MixturePathELBO`` on this path and source."""
+        return MixturePathELBO(self.path, self.p0, num_time_samples=num_time_samples, seed=seed)
+
+
+def ar_inputs(x: Tensor, bos_id: int) -> Tensor:
+    """Inputs of the autoregressive model: ``[BOS, x_0 .. x_{L-2}]`` for targets ``x`` ``[B, L]``."""
+    return torch.cat((torch.full_like(x[:, :1], bos_id), x[:, :-1]), dim=1)
+
+
+def ar_token_logits(net: nn.Module, x: Tensor, bos_id: int, mask_id: int) -> Tensor:
+    """Next-token logits ``[B, L, V]`` of every token of ``x`` (the mask gets $-\\infty$)."""
+    logits = net(ar_inputs(x, bos_id))
+    return logits.index_fill(-1, torch.tensor([mask_id], device=x.device), -torch.inf)
+
+
+def ar_nll(net: nn.Module, x: Tensor, bos_id: int, mask_id: int) -> Tensor:
+    """Exact NLL (nats) per token ``[B, L]`` of ``x`` under the autoregressive model."""
+    logits = ar_token_logits(net, x, bos_id, mask_id).float()
+    return F.cross_entropy(logits.flatten(0, 1), x.flatten(), reduction="none").view_as(x)

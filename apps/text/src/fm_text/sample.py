@@ -1,0 +1,169 @@
+"""Sampling: the flow model through fm-discrete's Euler solver (with infilling), the baseline with a KV cache."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fm_discrete import MixtureDiscreteEulerSolver
+from fm_text.model import KVCache
+from fm_text.objective import FlowObjective, PosteriorModel
+from fm_text.run import TrainedRun
+
+__all__ = ["Samples", "infill_layout", "sample_run"]
+
+
+@dataclass
+class Samples:
+    """Generated sequences.
+
+    Attributes:
+        tokens: long ``[K, L]``.
+        fixed: bool ``[L]``, ``True`` at prompt and suffix positions.
+        texts: the decoded sequences.
+    """
+
+    tokens: Tensor
+    fixed: Tensor
+    texts: list[str]
+
+
+def infill_layout(
+    prompt_ids: list[int], suffix_ids: list[int], length: int, fill_id: int
+) -> tuple[Tensor, Tensor]:
+    """The initial sequence ``[length]`` (prompt, ``fill_id``..., suffix) and its fixed mask ``[length]``.
+
+    Raises:
+        ValueError: prompt and suffix leave no position to generate.
+    """
+    n_fixed = len(prompt_ids) + len(suffix_ids)
+    if n_fixed >= length:
+        raise ValueError(
+            f"prompt/suffix: they take {n_fixed} tokens, leaving nothing to generate in "
+            f"--length {length}; shorten them or raise --length"
+        )
+    tokens = torch.full((length,), fill_id, dtype=torch.long)
+    fixed = torch.zeros(length, dtype=torch.bool)
+    if prompt_ids:
+        tokens[: len(prompt_ids)] = torch.tensor(prompt_ids)
+        fixed[: len(prompt_ids)] = True
+    if suffix_ids:
+        tokens[length - len(suffix_ids) :] = torch.tensor(suffix_ids)
+        fixed[length - len(suffix_ids) :] = True
+    return tokens, fixed
+
+
+class _Tempered(nn.Module):
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        self.model, self.temperature = model, temperature
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.model(x, t) / self.temperature
+
+
+def _check(num: int, steps: int, temperature: float, length: int, context: int) -> None:
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"num must be a positive int, got {num!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= context:
+        raise ValueError(f"length must be an int in [1, {context}] (the model context), got {length!r}")
+
+
+@torch.no_grad()
+def sample_run(
+    run: TrainedRun,
+    num: int,
+    *,
+    steps: int = 128,
+    length: int | None = None,
+    temperature: float = 1.0,
+    prompt: str = "",
+    suffix: str = "",
+    seed: int = 0,
+    batch_size: int = 64,
+) -> Samples:
+    """Draw ``num`` sequences from a trained run.
+
+    Args:
+        run: a loaded run (``load_run``).
+        num: number of sequences.
+        steps: Euler steps of the flow sampler (uniform grid; ignored by ``ar`` runs).
+        length: tokens per sequence, at most the model's context (default: the context).
+        temperature: divides the logits.
+        prompt: text whose tokens start every sequence and stay fixed.
+        suffix: text whose tokens end every sequence and stay fixed (flow runs only).
+        seed: seed of the sampler's generator.
+        batch_size: sequences per solver call.
+
+    Returns:
+        ``Samples``.
+    """
+    cfg, tok, net = run.config, run.tokenizer, run.net
+    length = cfg.context if length is None else length
+    _check(num, steps, temperature, length, cfg.context)
+    if cfg.model == "ar" and suffix:
+        raise ValueError("suffix: autoregressive runs continue a prompt only; drop --suffix")
+    prompt_ids = tok.encode(prompt) if prompt else []
+    suffix_ids = tok.encode(suffix) if suffix else []
+    template, fixed = infill_layout(prompt_ids, suffix_ids, length, tok.mask_id)
+    device = next(net.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = []
+    for start in range(0, num, batch_size):
+        b = min(batch_size, num - start)
+        if cfg.model == "flow":
+            out.append(
+                _sample_flow(run, template, fixed, b, steps, temperature, generator, device)
+            )
+        else:
+            out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
+    tokens = torch.cat(out).cpu()
+    return Samples(tokens=tokens, fixed=fixed, texts=[tok.decode(row.tolist()) for row in tokens])
+
+
+def _sample_flow(run, template, fixed, batch, steps, temperature, generator, device) -> Tensor:
+    cfg, tok = run.config, run.tokenizer
+    objective = FlowObjective(
+        source=cfg.source,
+        vocab_size=tok.vocab_size,
+        mask_id=tok.mask_id,
+        scheduler_n=cfg.scheduler_n,
+        loss=cfg.loss,
+        time_sampling=cfg.time_sampling,
+    )
+    model = _Tempered(PosteriorModel(run.net, tok.mask_id, cfg.source == "mask"), temperature)
+    solver = MixtureDiscreteEulerSolver(
+        model,
+        objective.path,
+        tok.vocab_size,
+        objective.p0,
+        mask_token=tok.mask_id if cfg.source == "mask" else None,
+        model_output="logits",
+    )
+    tokens = template.to(device).expand(batch, -1).clone()
+    mask = fixed.to(device).expand(batch, -1).clone()
+    # float64 Gumbel-max draws (the solver's default): float32 noise misses rare tokens.
+    return solver.infill(tokens, mask, 1.0 / steps, generator=generator)
+
+
+def _sample_ar(run, prompt_ids, length, batch, temperature, generator, device) -> Tensor:
+    net, tok = run.net, run.tokenizer
+    cache = KVCache(net.config, batch, device, next(net.parameters()).dtype)
+    head = torch.tensor([tok.eos_id, *prompt_ids], device=device).expand(batch, -1)
+    out = head[:, 1:]
+    logits = net(head, cache=cache)[:, -1]
+    for _ in range(length - len(prompt_ids)):
+        logits[:, tok.mask_id] = -torch.inf
+        probs = torch.softmax(logits.double() / temperature, dim=-1)
+        nxt = torch.multinomial(probs, 1, generator=generator)
+        out = torch.cat((out, nxt), dim=1)
+        if out.shape[1] == length:
+            break
+        logits = net(nxt, cache=cache)[:, -1]
+    return out
