@@ -110,3 +110,27 @@ def test_rejects_integer_endpoints():
 def test_rejects_non_scheduler():
     with pytest.raises(TypeError, match="scheduler must be a fm_core Scheduler"):
         AffineProbPath("condot")
+
+
+@pytest.mark.parametrize(
+    ("data_dtype", "t_dtype"),
+    [
+        (torch.float32, torch.float64),  # was float64 (promoted by t)
+        (torch.bfloat16, torch.float32),  # was float32 (promoted by t)
+        (torch.float64, torch.float32),
+        (torch.float16, torch.float64),
+    ],
+)
+def test_sample_outputs_take_the_data_dtype(data_dtype, t_dtype):
+    """Issue 12 §2: x_t and dx_t take x_0's dtype, as GeodesicProbPath's do, whatever t's is."""
+    path = AffineProbPath(CosineScheduler())
+    g = torch.Generator().manual_seed(0)
+    x_0, x_1 = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    t = torch.rand(4, generator=g)
+    s = path.sample(x_0.to(data_dtype), x_1.to(data_dtype), t.to(t_dtype))
+    assert s.x_t.dtype == s.dx_t.dtype == data_dtype
+    ref = path.sample(x_0.double(), x_1.double(), t.double())
+    tol = {torch.bfloat16: 2e-2, torch.float16: 2e-3}.get(data_dtype, 1e-6)
+    torch.testing.assert_close(s.x_t.double(), ref.x_t, atol=tol, rtol=tol)
+    with pytest.raises(TypeError, match="x_1 must have x_0's dtype"):
+        path.sample(x_0, x_1.double(), t)

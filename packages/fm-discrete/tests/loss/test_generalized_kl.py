@@ -111,3 +111,25 @@ def test_cross_entropy(batch):
     torch.testing.assert_close(masked, ce[changed].mean())
     with pytest.raises(ValueError, match="x_t is required"):
         MixturePathCrossEntropy(only_changed=True)(logits, x_1)
+
+
+def test_minus_infinite_log_probability_where_x_1_equals_x_t_is_finite():
+    """Issue 12 §2: log p(x_1) = -inf at a position with x_1 = x_t gave NaN (0 * -inf).
+
+    There the bracket is p(x_t) - 1 (the log term has weight 1 - δ = 0), as fm-kernels defines it.
+    """
+    path = MixtureDiscreteProbPath(CondOTScheduler())
+    logits = torch.zeros(1, 2, 4, requires_grad=True)
+    with torch.no_grad():
+        logits[0, 0, 2] = float("-inf")  # p(token 2) = 0 at position 0
+    x_1 = torch.tensor([[2, 1]])
+    x_t = torch.tensor([[2, 3]])  # position 0: x_t = x_1 = 2, log p(x_1) = -inf
+    t = torch.tensor([0.5])
+    loss = MixturePathGeneralizedKL(path, reduction="none")(logits, x_1, x_t, t)
+    assert torch.isfinite(loss).all()
+    c = 1.0 / (1 - 0.5)
+    expected_0 = -c * (0.0 - 1.0)  # p(x_t) = p(2) = 0
+    expected_1 = -c * (0.25 + torch.log(torch.tensor(0.25)).item())
+    torch.testing.assert_close(loss[0], torch.tensor([expected_0, expected_1]))
+    loss.sum().backward()
+    assert torch.isfinite(logits.grad[0, 1]).all()

@@ -81,3 +81,16 @@ def test_posterior_to_velocity_finite_at_one_and_checks_shapes():
         )
     with pytest.raises(ValueError, match="x_t holds token id 9 outside the vocabulary"):
         path.posterior_to_velocity(torch.randn(2, 3, 4), torch.full((2, 3), 9), torch.ones(2))
+
+
+def test_posterior_to_velocity_has_a_gradient():
+    """Issue 12 §2: the velocity was written into softmax's saved output, so backward raised."""
+    path = MixtureDiscreteProbPath(PolynomialConvexScheduler(2))
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    x_t, t = torch.randint(0, 5, (2, 3), generator=g), torch.tensor([0.3, 0.8], dtype=torch.float64)
+    u = path.posterior_to_velocity(logits, x_t, t)
+    (grad,) = torch.autograd.grad((u * torch.arange(5.0)).sum(), logits)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    assert torch.autograd.gradcheck(lambda z: path.posterior_to_velocity(z, x_t, t), (logits,))
+    torch.testing.assert_close(u.sum(-1), torch.zeros(2, 3, dtype=torch.float64))
