@@ -143,9 +143,17 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = _Parser(prog=PROG, description="Flow-matching image generation.", formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    _train_args(sub.add_parser("train", help="train or resume a run", formatter_class=fmt))
+    parser = _Parser(
+        prog=PROG, description="Flow-matching image generation.", formatter_class=fmt,
+        allow_abbrev=False,
+    )  # fmt: skip
+    sub = parser.add_subparsers(dest="command", required=True)
+    _train_args(
+        sub.add_parser(
+            "train", help="train or resume a run (an existing run keeps its options; "
+            "give a larger --steps)", formatter_class=fmt, allow_abbrev=False,
+        )
+    )  # fmt: skip
     p = sub.add_parser("sample", help="write a PNG grid and FILE.npz", formatter_class=fmt)
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--num", type=int, default=100, help="number of samples K")
@@ -199,17 +207,34 @@ def _parse_labels(text: str | None, num: int, num_classes: int):
     return torch.tensor(values, dtype=torch.long).repeat(-(-num // len(values)))[:num]
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _explicit_options(argv: list[str]) -> set[str]:
+    """Option names given on the command line (``--lr 1e-3`` and ``--lr=1e-3``), dashes kept."""
+    return {tok.split("=", 1)[0] for tok in argv if tok.startswith("--")}
+
+
+def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
+    from fm_image.config import read_run_config
     from fm_image.train import train
 
-    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k != "command"})
+    values = {k: v for k, v in vars(args).items() if k != "command"}
+    out = Path(args.out)
+    if (out / "config.json").is_file():
+        # Resuming: options not given now keep the run's values, so `--steps N` alone resumes.
+        stored = read_run_config(out)
+        given = _explicit_options(argv)
+        for key in values:
+            flag = "--" + key.replace("_", "-")
+            if key in stored and flag not in given and f"--no-{flag[2:]}" not in given:
+                values[key] = stored[key]
+    cfg = TrainConfig(**values)
     summary = train(cfg)
     summary.pop("config", None)
-    print(json.dumps(summary))
+    if summary.pop("rank", 0) == 0:
+        print(json.dumps(summary))
     return 0
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def cmd_sample(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from fm_image.grid import save_samples
@@ -242,7 +267,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
     from fm_image.evaluate import evaluate
 
     if args.nfe < 1:
@@ -256,7 +281,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def cmd_demo(args: argparse.Namespace, argv: list[str]) -> int:
     from fm_image.demo import run_demo
 
     result = run_demo(args.out, steps=args.steps, progress=args.progress)
@@ -269,9 +294,10 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        return COMMANDS[args.command](args, argv)
     except (ValueError, CheckpointError, FileNotFoundError, NotADirectoryError) as e:
         return _fail(str(e))
 

@@ -241,5 +241,6 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
         "seconds": seconds,
         "steps_per_s": trained / seconds if seconds > 0 else math.nan,
         "world_size": world,
+        "rank": ctx.rank,
         "config": dataclasses.asdict(cfg),
     }

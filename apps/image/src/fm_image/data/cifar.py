@@ -24,6 +24,8 @@ class _ArrayUnpickler(pickle.Unpickler):
         {
             ("numpy.core.multiarray", "_reconstruct"),
             ("numpy._core.multiarray", "_reconstruct"),
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
             ("numpy", "ndarray"),
             ("numpy", "dtype"),
         }

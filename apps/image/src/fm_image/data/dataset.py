@@ -46,8 +46,8 @@ class ImageArrays(torch.utils.data.Dataset):
             raise ValueError(
                 f"labels must have shape [N] = [{pixels.shape[0]}], got {labels.shape}"
             )
-        self.pixels = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.uint8))
-        self.labels = torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64))
+        self.pixels = torch.from_numpy(np.require(pixels, np.uint8, ["C", "W"]))
+        self.labels = torch.from_numpy(np.require(labels, np.int64, ["C", "W"]))
         self.levels = int(levels)
         self.num_classes = int(num_classes)
         self.discrete = discrete

@@ -58,7 +58,7 @@ class FolderImages(torch.utils.data.Dataset):
                 im = im.convert(self.mode)
                 if im.size != (self.size[1], self.size[0]):
                     im = im.resize((self.size[1], self.size[0]), Image.Resampling.BICUBIC)
-                arr = np.asarray(im, dtype=np.uint8)
+                arr = np.array(im, dtype=np.uint8)
         except OSError as e:
             raise DataError(f"cannot decode image {self.files[i]}: {e}") from None
         arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
