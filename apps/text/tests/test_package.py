@@ -1,9 +1,6 @@
-"""The fm-text shell installs alone (with its declared dependencies) and imports.
+"""fm-text installs with its declared dependencies, imports, and exposes its console script."""
 
-The app itself comes in a later issue; until then the package carries only its version.
-"""
-
-from importlib.metadata import requires, version
+from importlib.metadata import entry_points, requires, version
 
 import fm_text
 
@@ -12,8 +9,16 @@ def test_version_comes_from_the_distribution():
     assert fm_text.__version__ == version("fm-text")
 
 
-def test_declared_fm_dependency_is_importable():
-    fm_deps = [r.split("==")[0] for r in requires("fm-text") if r.startswith("fm-")]
-    assert fm_deps, "the app must declare the fm package it builds on"
+def test_declared_fm_dependencies_are_importable():
+    fm_deps = [r.split("==")[0].split("[")[0] for r in requires("fm-text") if r.startswith("fm-")]
+    assert set(fm_deps) == {"fm-core", "fm-discrete"}
     for dist in fm_deps:
         __import__(dist.replace("-", "_"))
+    import fm_core.training  # the train extra is declared: fm-core[train]
+
+    assert fm_core.training.Checkpointer
+
+
+def test_console_script():
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["fm-text"] == "fm_text.cli:main"

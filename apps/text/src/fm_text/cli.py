@@ -24,7 +24,7 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     """An ``ArgumentParser`` whose errors are one line (no usage block), exit code 2."""
 
-    def error(self, message: str):  # noqa: D102 - argparse API
+    def error(self, message: str):
         raise UsageError(f"{self.prog}: error: {message}")
 
 
@@ -130,7 +130,10 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="fm-text-demo", help="folder of the two runs")
     p.add_argument(
-        "--steps", type=int, default=None, help="optimiser steps of each model (default: the demo's)"
+        "--steps",
+        type=int,
+        default=None,
+        help="optimiser steps of each model (default: the demo's)",
     )
     return parser
 

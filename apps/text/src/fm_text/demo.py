@@ -16,7 +16,7 @@ from fm_text.run import load_run, prepare_data
 from fm_text.sample import sample_run
 from fm_text.train import train
 
-__all__ = ["DEMO_FLOW", "DEMO_AR", "run_demo"]
+__all__ = ["DEMO_AR", "DEMO_FLOW", "run_demo"]
 
 #: Settings of the demo, chosen by the measurements in benchmarks/RESULTS.md.
 DEMO_STEPS = 3000

@@ -72,7 +72,9 @@ def _check(num: int, steps: int, temperature: float, length: int, context: int) 
     if not temperature > 0:
         raise ValueError(f"temperature must be positive, got {temperature!r}")
     if isinstance(length, bool) or not isinstance(length, int) or not 1 <= length <= context:
-        raise ValueError(f"length must be an int in [1, {context}] (the model context), got {length!r}")
+        raise ValueError(
+            f"length must be an int in [1, {context}] (the model context), got {length!r}"
+        )
 
 
 @torch.no_grad()
@@ -118,9 +120,7 @@ def sample_run(
     for start in range(0, num, batch_size):
         b = min(batch_size, num - start)
         if cfg.model == "flow":
-            out.append(
-                _sample_flow(run, template, fixed, b, steps, temperature, generator, device)
-            )
+            out.append(_sample_flow(run, template, fixed, b, steps, temperature, generator, device))
         else:
             out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
     tokens = torch.cat(out).cpu()

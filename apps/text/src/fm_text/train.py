@@ -29,7 +29,6 @@ from fm_core.training import (
     warmup_cosine_schedule,
 )
 from fm_text.config import RESUMABLE_FIELDS, TrainConfig, load_config
-from fm_text.data import TokenStream
 from fm_text.model import TextTransformer
 from fm_text.objective import FlowObjective, PosteriorModel, ar_nll
 from fm_text.run import best_dir, prepare_data
@@ -177,9 +176,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
     model = ctx.wrap(net)
     if config.compile:
         model = torch.compile(model)
-    posterior = (
-        PosteriorModel(model, tok.mask_id, config.source == "mask") if objective else None
-    )
+    posterior = PosteriorModel(model, tok.mask_id, config.source == "mask") if objective else None
     val_chunks = data.val.chunks(config.context, 0, config.eval_sequences).to(device)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -244,7 +241,10 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
         step += 1
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
-            scalars = {"loss": float(ctx.all_reduce_mean(loss.detach())), "lr": scheduler.get_last_lr()[0]}
+            scalars = {
+                "loss": float(ctx.all_reduce_mean(loss.detach())),
+                "lr": scheduler.get_last_lr()[0],
+            }
             scalars["grad_norm"] = float(grad_norm)
             scalars["steps_per_s"] = (step - start) / (time.perf_counter() - t0)
             logger.log(step, **scalars)

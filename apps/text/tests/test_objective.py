@@ -1,0 +1,52 @@
+import pytest
+import torch
+
+from fm_text.objective import FlowObjective, PosteriorModel, ar_inputs
+
+
+class _Const(torch.nn.Module):
+    """A 'network' with fixed random logits per position (no parameters needed for these checks)."""
+
+    def __init__(self, vocab: int, length: int) -> None:
+        super().__init__()
+        self.logits = torch.randn(length, vocab, generator=torch.Generator().manual_seed(1))
+
+    def forward(self, x, t):
+        return self.logits.expand(x.shape[0], -1, -1).clone()
+
+
+def test_posterior_copies_unmasked_tokens_and_never_predicts_the_mask():
+    model = PosteriorModel(_Const(7, 5), mask_id=6, mask_source=True)
+    x = torch.tensor([[0, 6, 3, 6, 2]])
+    p = model(x, torch.zeros(1)).softmax(-1)
+    assert torch.all(p[..., 6] == 0)
+    for i in (0, 2, 4):
+        assert p[0, i, x[0, i]] == 1.0
+    assert torch.all(p[0, 1] > 0) is not None and p[0, 1, :6].sum().item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n", [1.0, 2.0])
+def test_time_samplings_estimate_the_same_elbo(n):
+    """The three time samplings are importance-weighted estimates of one integral."""
+    torch.manual_seed(0)
+    model = PosteriorModel(_Const(9, 6), mask_id=8, mask_source=True)
+    x_1 = torch.randint(0, 8, (512, 6))
+    means = {}
+    for sampling in ("uniform", "kappa", "elbo"):
+        obj = FlowObjective(
+            source="mask",
+            vocab_size=9,
+            mask_id=8,
+            scheduler_n=n,
+            loss="gkl",
+            time_sampling=sampling,
+        )
+        g = torch.Generator().manual_seed(0)
+        means[sampling] = torch.stack([obj.loss(model, x_1, g) for _ in range(20)]).mean().item()
+    assert means["kappa"] == pytest.approx(means["elbo"], rel=0.05)
+    assert means["uniform"] == pytest.approx(means["elbo"], rel=0.1)
+
+
+def test_ar_inputs_shift_by_one():
+    x = torch.tensor([[5, 6, 7]])
+    assert ar_inputs(x, 0).tolist() == [[0, 5, 6]]

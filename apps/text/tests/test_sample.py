@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from fm_text.run import load_run
+from fm_text.sample import infill_layout, sample_run
+
+
+def test_infilling_keeps_every_prompt_and_suffix_token(flow_run):
+    run = load_run(flow_run)
+    prompt, suffix = "The ", " end."
+    p_ids, s_ids = run.tokenizer.encode(prompt), run.tokenizer.encode(suffix)
+    out = sample_run(run, 6, steps=8, length=16, prompt=prompt, suffix=suffix, seed=3)
+    assert out.tokens.shape == (6, 16)
+    assert out.fixed.sum() == len(p_ids) + len(s_ids)
+    for row in out.tokens:
+        assert row[: len(p_ids)].tolist() == p_ids
+        assert row[16 - len(s_ids) :].tolist() == s_ids
+    free = out.tokens[:, ~out.fixed]
+    assert not (free == run.tokenizer.mask_id).any()  # every free position was filled
+    assert all(t.startswith(prompt) and t.endswith(suffix) for t in out.texts)
+
+
+def test_sampling_is_seeded(flow_run):
+    run = load_run(flow_run)
+    a = sample_run(run, 2, steps=4, seed=1).tokens
+    assert torch.equal(a, sample_run(run, 2, steps=4, seed=1).tokens)
+    assert not torch.equal(a, sample_run(run, 2, steps=4, seed=2).tokens)
+
+
+def test_ar_continues_a_prompt_with_the_kv_cache(ar_run):
+    run = load_run(ar_run)
+    p_ids = run.tokenizer.encode("The assert")
+    out = sample_run(run, 3, length=12, prompt="The assert", seed=0)
+    assert out.tokens.shape == (3, 12)
+    assert all(row[: len(p_ids)].tolist() == p_ids for row in out.tokens)
+    with pytest.raises(ValueError, match="suffix"):
+        sample_run(run, 1, suffix="x")
+
+
+def test_prompt_longer_than_length_is_refused():
+    with pytest.raises(ValueError, match="length 4"):
+        infill_layout([1, 2, 3], [4], 4, 0)
