@@ -180,6 +180,28 @@ def test_bad_run_dirs_overwrite_nothing(run_dir, tmp_path, capsys):
     assert not (tmp_path / "s.png").exists()
 
 
+def test_demo_runs_end_to_end_and_ends_with_json(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "3", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    result = json.loads(lines[-1])
+    assert result["trained_steps"] == 3 and {"fd", "fd_real", "class_accuracy"} <= result.keys()
+    for picture in result["pictures"]:
+        assert Image.open(picture).size[0] > 50
+        assert any(picture in line for line in lines[:-1])  # the paths are printed before the JSON
+    assert json.loads((out / "config.json").read_text())["decay_steps"] == 3
+
+
+def test_resume_from_the_command_line_needs_only_steps(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    base = ["train", "--out", out, "--batch-size", "16", "--lr", "3e-3", "--no-progress",
+            "--sample-nfe", "2", "--log-every", "1"]  # fmt: skip
+    assert main([*base, "--steps", "2"]) == 0
+    assert main(["train", "--out", out, "--steps", "3", "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["trained_steps"] == 1 and summary["step"] == 3
+
+
 def test_console_script_runs(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "fm_image", "sample", "--run", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip

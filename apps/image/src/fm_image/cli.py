@@ -15,6 +15,7 @@ from pathlib import Path
 from fm_core.training import CheckpointError
 from fm_image.config import SCHEDULERS, TIME_SAMPLERS, TrainConfig
 from fm_image.data import DATASETS
+from fm_image.demo import DEMO
 from fm_image.models import PRESETS
 
 __all__ = ["main"]
@@ -179,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     _sampling_args(p)
     p = sub.add_parser("demo", help="train + sample + evaluate on digits", formatter_class=fmt)
     p.add_argument("--out", default="demo-digits", help="run directory of the demo")
-    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help="training steps")
+    p.add_argument(
+        "--steps", type=int, default=DEMO["steps"], help="training steps (the LR decays over them)"
+    )
     p.add_argument(
         "--progress", default=True, action=argparse.BooleanOptionalAction, help="progress bar"
     )

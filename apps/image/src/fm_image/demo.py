@@ -11,13 +11,28 @@ from typing import Any
 
 from fm_image.config import TrainConfig
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO", "DEMO_CFG_SCALE", "run_demo"]
+
+#: The demo's training options on top of ``TrainConfig``'s defaults (the tiny MLP, batch 256,
+#: EMA 0.999): 6 000 steps with a cosine decay to zero over exactly those steps, chosen by
+#: measurement (docs/apps/image.md): peak rate 2e-3 with the decay reached fd 1.93 vs 2.51 for a
+#: constant 1e-3 at the same steps (fd_real 1.26, seed 0, no guidance).
+DEMO = {"steps": 6000, "lr": 2e-3, "decay_steps": 6000, "sample_cfg_scale": 0.3}
+#: Guidance for the demo's samples and evaluation: w = 0.3 lowered fd from 1.93 to 1.76.
+DEMO_CFG_SCALE = 0.3
 
 
 def run_demo(
     out: str | Path, *, steps: int | None = None, progress: bool = True, log=print
 ) -> dict[str, Any]:
     """Train ``digits`` into ``out`` (resuming if it exists), write 100 samples, evaluate.
+
+    Args:
+        out: the run directory.
+        steps: training steps (default ``DEMO["steps"]``; the decay follows).
+        progress: show the progress bar.
+        log: where the human-readable lines go (the JSON object is returned).
+
 
     Returns:
         The evaluation's JSON object, with the training seconds and the picture paths added.
@@ -29,16 +44,19 @@ def run_demo(
     from fm_image.run import load_run, spread_labels
     from fm_image.train import train
 
-    cfg = TrainConfig(out=str(out), progress=progress)
+    cfg = TrainConfig(out=str(out), progress=progress, **DEMO)
     if steps is not None:
-        cfg.steps = steps
+        cfg.steps = cfg.decay_steps = steps
+        cfg.warmup_steps = min(cfg.warmup_steps, steps)
     summary = train(cfg)
     run = load_run(out)
     labels = spread_labels(100, run.flow.num_classes)
     g = torch.Generator(run.device).manual_seed(1)
-    images, _ = run.flow.sample(run.model, labels.to(run.device), nfe=20, generator=g)
+    images, _ = run.flow.sample(
+        run.model, labels.to(run.device), nfe=20, cfg_scale=DEMO_CFG_SCALE, generator=g
+    )
     png, npz = save_samples(images.cpu(), labels, Path(out) / "demo-samples.png", nrow=10)
-    result = evaluate(out, log=log)
+    result = evaluate(out, cfg_scale=DEMO_CFG_SCALE, log=log)
     result["train_seconds"] = round(summary["seconds"], 1)
     result["trained_steps"] = summary["trained_steps"]
     for name, path in (

@@ -76,12 +76,16 @@ class ContinuousFlow:
         cfg: the run's configuration (scheduler, time sampler, label dropout, OT coupling).
         shape: ``(C, H, W)``.
         num_classes: classes the model is conditioned on (0: unconditional).
+        levels: intensity levels of the data (samples are rounded to them).
     """
 
     vocab = None
 
-    def __init__(self, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int) -> None:
+    def __init__(
+        self, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, levels: int = 256
+    ) -> None:
         self.cfg = cfg
+        self.levels = levels
         self.shape = tuple(shape)
         self.num_classes = num_classes
         self.path = AffineProbPath(make_scheduler(cfg.scheduler))
@@ -141,8 +145,18 @@ class ContinuousFlow:
             steps = max(1, nfe // (m.stages or 1))
             grid = torch.linspace(0.0, 1.0, steps + 1, device=dev)
             x = solver.sample(x_0, step_size=None, method=method, time_grid=grid, **extras)
-        images = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        return images, solver.last_nfe
+        return self.to_uint8(x), solver.last_nfe
+
+    def to_uint8(self, x: Tensor) -> Tensor:
+        """Model space $[-1, 1]$ -> the data's own intensity levels -> uint8 0..255.
+
+        Rounding to the ``levels`` values the data can take (17 for digits, 256 for 8-bit images)
+        is the decoding of a continuous flow trained on quantised data.
+        """
+        from fm_image.data import levels_to_uint8
+
+        top = self.levels - 1
+        return levels_to_uint8(((x.float().clamp(-1, 1) + 1) * (top / 2)).round(), self.levels)
 
 
 class _NoMaskLogits(nn.Module):
@@ -249,4 +263,4 @@ def make_flow(cfg: TrainConfig, shape, num_classes: int, levels: int):
     """The objective of ``cfg.flow``."""
     if cfg.flow == "discrete":
         return DiscreteFlow(cfg, shape, num_classes, levels)
-    return ContinuousFlow(cfg, shape, num_classes)
+    return ContinuousFlow(cfg, shape, num_classes, levels)
