@@ -12,7 +12,7 @@ from torch import Tensor
 
 from fm_core.utils.checks import check_tensor, value_checks_enabled
 
-__all__ = ["check_probabilities", "check_tokens", "check_vocabulary_size"]
+__all__ = ["check_logits", "check_probabilities", "check_tokens", "check_vocabulary_size"]
 
 _INTEGER_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
 
@@ -65,3 +65,19 @@ def check_probabilities(p: object, name: str, atol: float = 1e-4) -> Tensor:
             f"{name} must sum to one over its last dimension, got a sum of {worst:.6g}"
         )
     return p
+
+
+def check_logits(logits: Tensor, name: str) -> Tensor:
+    """Value check of logits ``[..., V]``: no NaN or +inf, and a finite entry in every row.
+
+    NaN logits would make every categorical draw token 0 (or the NaN's index), silently. ``-inf``
+    entries are allowed (tokens the model rules out). Reductions only: no ``[..., V]`` temporary.
+    """
+    if logits.numel() == 0 or not value_checks_enabled(logits):
+        return logits
+    sums = logits.sum(-1, dtype=torch.float64)  # NaN for a NaN or for +inf together with -inf
+    if bool(torch.isnan(sums).any()) or bool((sums == float("inf")).any()):
+        raise ValueError(f"{name} must not hold NaN or +inf logits")
+    if bool((logits.amax(-1) == float("-inf")).any()):
+        raise ValueError(f"{name} must have a finite logit in every row, got a row of -inf")
+    return logits

@@ -19,7 +19,12 @@ from torch import Tensor
 from fm_core.coupling.auction import auction_assignment
 from fm_core.coupling.cost import squared_euclidean_cost
 from fm_core.coupling.sinkhorn import sinkhorn_plan
-from fm_core.utils.checks import check_floating, check_tensor
+from fm_core.utils.checks import (
+    check_batch_size,
+    check_floating,
+    check_same_device,
+    check_tensor,
+)
 
 __all__ = ["Coupling", "CouplingSample", "ExactOTCoupling", "SinkhornOTCoupling"]
 
@@ -124,8 +129,8 @@ class Coupling(ABC):
         """
         check_floating(x_0, "x_0")
         check_floating(x_1, "x_1")
-        if x_0.ndim == 0:
-            raise ValueError("x_0 must have a batch dimension, shape [B, ...]; got a 0-dim tensor")
+        check_batch_size(x_0, "x_0")
+        check_same_device([("x_0", x_0), ("x_1", x_1), ("y_0", y_0), ("y_1", y_1)])
         if x_1.shape != x_0.shape:
             raise ValueError(
                 f"x_1 must have the shape of x_0 (same batch size and sample shape): expected "

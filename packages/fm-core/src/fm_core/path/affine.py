@@ -8,7 +8,7 @@ from fm_core.path.path import ProbPath
 from fm_core.path.path_sample import PathSample
 from fm_core.path.scheduler.convex import CondOTScheduler
 from fm_core.path.scheduler.scheduler import Scheduler, SchedulerOutput
-from fm_core.utils.checks import check_floating, check_same_shape
+from fm_core.utils.checks import check_floating, check_same_device, check_same_shape
 from fm_core.utils.tensor import unsqueeze_to_match
 
 __all__ = ["AffineProbPath", "CondOTProbPath"]
@@ -83,28 +83,29 @@ class AffineProbPath(ProbPath):
         dx_t = (c.d_sigma_t * x_0 + c.d_alpha_t * x_1).to(x_0.dtype)
         return PathSample(x_1=x_1, x_0=x_0, t=t, x_t=x_t, dx_t=dx_t)
 
-    def _pair(self, name: str, value: Tensor, x_t: Tensor) -> None:
+    def _pair(self, name: str, value: Tensor, x_t: Tensor, t: Tensor) -> None:
         check_floating(value, name)
         check_floating(x_t, "x_t")
         check_same_shape([(name, value), ("x_t", x_t)])
+        check_same_device([("x_t", x_t), (name, value), ("t", t)])
 
     def target_to_velocity(self, x_1: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         r"""$u = \frac{\dot\sigma_t}{\sigma_t} x_t + \big(\dot\alpha_t - \frac{\alpha_t\dot\sigma_t}{\sigma_t}\big) x_1$ (singular where $\sigma_t = 0$)."""
-        self._pair("x_1", x_1, x_t)
+        self._pair("x_1", x_1, x_t, t)
         c = self._coefficients(t, x_t)
         a = c.d_sigma_t / c.sigma_t
         return a * x_t + (c.d_alpha_t - c.alpha_t * a) * x_1
 
     def epsilon_to_velocity(self, epsilon: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         r"""$u = \frac{\dot\alpha_t}{\alpha_t} x_t + \big(\dot\sigma_t - \frac{\sigma_t\dot\alpha_t}{\alpha_t}\big)\epsilon$ (singular where $\alpha_t = 0$)."""
-        self._pair("epsilon", epsilon, x_t)
+        self._pair("epsilon", epsilon, x_t, t)
         c = self._coefficients(t, x_t)
         a = c.d_alpha_t / c.alpha_t
         return a * x_t + (c.d_sigma_t - c.sigma_t * a) * epsilon
 
     def velocity_to_target(self, velocity: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         r"""$x_1 = (\sigma_t u - \dot\sigma_t x_t) / (\dot\alpha_t\sigma_t - \alpha_t\dot\sigma_t)$."""
-        self._pair("velocity", velocity, x_t)
+        self._pair("velocity", velocity, x_t, t)
         c = self._coefficients(t, x_t)
         return (c.sigma_t * velocity - c.d_sigma_t * x_t) / (
             c.d_alpha_t * c.sigma_t - c.alpha_t * c.d_sigma_t
@@ -112,13 +113,13 @@ class AffineProbPath(ProbPath):
 
     def epsilon_to_target(self, epsilon: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         r"""$x_1 = (x_t - \sigma_t\epsilon)/\alpha_t$ (singular where $\alpha_t = 0$)."""
-        self._pair("epsilon", epsilon, x_t)
+        self._pair("epsilon", epsilon, x_t, t)
         c = self._coefficients(t, x_t)
         return (x_t - c.sigma_t * epsilon) / c.alpha_t
 
     def velocity_to_epsilon(self, velocity: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         r"""$\epsilon = (\alpha_t u - \dot\alpha_t x_t) / (\alpha_t\dot\sigma_t - \dot\alpha_t\sigma_t)$."""
-        self._pair("velocity", velocity, x_t)
+        self._pair("velocity", velocity, x_t, t)
         c = self._coefficients(t, x_t)
         return (c.alpha_t * velocity - c.d_alpha_t * x_t) / (
             c.alpha_t * c.d_sigma_t - c.d_alpha_t * c.sigma_t
@@ -126,7 +127,7 @@ class AffineProbPath(ProbPath):
 
     def target_to_epsilon(self, x_1: Tensor, x_t: Tensor, t: Tensor) -> Tensor:
         r"""$\epsilon = (x_t - \alpha_t x_1)/\sigma_t$ (singular where $\sigma_t = 0$)."""
-        self._pair("x_1", x_1, x_t)
+        self._pair("x_1", x_1, x_t, t)
         c = self._coefficients(t, x_t)
         return (x_t - c.alpha_t * x_1) / c.sigma_t
 

@@ -12,9 +12,25 @@ from fm_core.solver.integrate import ModelCall, integrate, time_dtype
 from fm_core.solver.registry import get_method
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import resolve_time_grid
-from fm_core.utils.checks import check_floating
+from fm_core.utils.checks import (
+    check_batch_size,
+    check_finite,
+    check_floating,
+    check_log_density,
+)
 
 __all__ = ["ODESolver"]
+
+
+def _check_finite_result(x: Tensor, name: str) -> None:
+    # Once per solve, at the end (NaN/inf from the model propagate to the end state): a value
+    # check, so eager CPU by default and never a sync inside the loop or a compiled graph break.
+    check_finite(
+        x,
+        name,
+        hint="the velocity model returned NaN or inf during the solve (see "
+        "docs/fm-core/validation.md; value_checks('off') returns such results unchecked)",
+    )
 
 
 class ODESolver(Solver):
@@ -50,8 +66,7 @@ class ODESolver(Solver):
     # ------------------------------------------------------------------ checks
     def _prepare(self, x, step_size, method, atol, rtol, time_grid, default, name="x_init"):
         check_floating(x, name)
-        if x.ndim < 1:
-            raise ValueError(f"{name} must have shape [B, ...], got a 0-dim tensor")
+        check_batch_size(x, name)
         m = get_method(method)
         grid = resolve_time_grid(time_grid, default, device=x.device, dtype=time_dtype(x))
         if m.adaptive:
@@ -113,8 +128,12 @@ class ODESolver(Solver):
             grid times, shape ``[T, B, ...]``.
 
         Raises:
-            ValueError: an unknown method, a bad grid, a missing step size, or a model output
-                whose shape is not ``x_init``'s (checked at the first evaluation).
+            ValueError: an unknown method, a bad grid, a missing step size, an empty batch, a
+                model output whose shape is not ``x_init``'s (checked at the first evaluation),
+                or (a value check, eager mode on CPU by default: see
+                docs/fm-core/validation.md) a non-finite end state, i.e. the model returned NaN
+                or inf. On a GPU or under ``torch.compile`` such samples come back unchecked
+                unless ``fm_core.utils.value_checks("always")`` (one sync, at the end).
         """
         m, grid = self._prepare(x_init, step_size, method, atol, rtol, time_grid, (0.0, 1.0))
         call = ModelCall(self.velocity_model, model_extras)
@@ -125,6 +144,7 @@ class ODESolver(Solver):
                 atol=atol, rtol=rtol, use_checkpoint=use_ckpt,
             )  # fmt: skip
         self.last_nfe = call.nfe
+        _check_finite_result(states[-1][0], "the sample")
         if return_intermediates:
             return torch.stack([s[0] for s in states])
         return states[-1][0]
@@ -211,7 +231,8 @@ class ODESolver(Solver):
 
         Args:
             x_1: target samples, shape ``[B, ...]``.
-            log_p0: log-density of the source, ``[B, ...] -> [B]``.
+            log_p0: log-density of the source, ``[B, ...] -> [B]`` (exactly ``[B]``: a ``[B, 1]`` or
+                0-dim result raises ``ValueError`` rather than broadcasting).
             step_size: as in ``sample``.
             method: as in ``sample``.
             atol: as in ``sample``.
@@ -266,7 +287,10 @@ class ODESolver(Solver):
         )
         x_0, integral = states[-1]
         with torch.set_grad_enabled(enable_grad):
-            log_p1 = log_p0(x_0) + integral  # integral = int_1^0 div dt = -int_0^1 div dt
+            log_source = check_log_density(log_p0(x_0), x_1.shape[0])
+            log_p1 = log_source + integral  # integral = int_1^0 div dt = -int_0^1 div dt
+        _check_finite_result(x_0, "the source point x_0")
+        _check_finite_result(log_p1, "log_p1")
         if return_intermediates:
             return torch.stack([s[0] for s in states]), log_p1
         return x_0, log_p1
@@ -325,9 +349,11 @@ class ODESolver(Solver):
             model_extras=model_extras,
         )
         with torch.set_grad_enabled(enable_grad):
-            log_p_init = log_p0(x_init)
+            log_p_init = check_log_density(log_p0(x_init), x_init.shape[0])
         x_1, integral = states[-1]
         log_p1 = log_p_init - integral
+        _check_finite_result(x_1, "the sample")
+        _check_finite_result(log_p1, "log_p1")
         if return_intermediates:
             return torch.stack([s[0] for s in states]), log_p1
         return x_1, log_p1

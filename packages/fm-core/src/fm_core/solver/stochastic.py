@@ -11,7 +11,7 @@ from fm_core.path.affine import AffineProbPath
 from fm_core.solver.integrate import ModelCall, time_dtype
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
-from fm_core.utils.checks import check_floating
+from fm_core.utils.checks import check_batch_size, check_floating, check_open_unit
 
 __all__ = ["EulerMaruyamaSolver"]
 
@@ -83,13 +83,17 @@ class EulerMaruyamaSolver(Solver):
             enable_grad: record the autograd graph.
             noise_scale: $\eta \ge 0$; 0 gives the deterministic Euler ODE sampler.
             generator: ``torch.Generator`` for the noise.
-            t_eps: clip for the converter's time (see the class docstring).
+            t_eps: clip for the converter's time, in $(0, 0.5)$ (see the class docstring).
             **model_extras: forwarded to the model.
 
         Returns:
             Samples, shape ``[B, ...]``, or ``[T, B, ...]`` with ``return_intermediates``.
         """
         check_floating(x_init, "x_init")
+        check_batch_size(x_init, "x_init")
+        check_open_unit(t_eps, "t_eps")
+        if not t_eps < 0.5:  # the converter's time is clamped to [t_eps, 1 - t_eps]
+            raise ValueError(f"t_eps must lie in (0, 0.5), got {t_eps!r}")
         if method != "euler_maruyama":
             raise ValueError(f"method must be 'euler_maruyama', got {method!r}")
         if (

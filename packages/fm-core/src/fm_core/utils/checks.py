@@ -28,6 +28,7 @@ __all__ = [
     "check_batch_size",
     "check_finite",
     "check_floating",
+    "check_log_density",
     "check_open_unit",
     "check_same_device",
     "check_same_shape",
@@ -200,3 +201,21 @@ def check_open_unit(value: object, name: str, *, low_open: bool = True) -> float
     if not (math.isfinite(v) and (v > 0 if low_open else v >= 0) and v < 1):
         raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
     return v
+
+
+def check_log_density(value: object, batch_size: int, name: str = "log_p0") -> Tensor:
+    """Raise unless a log-density callable returned a floating tensor of shape ``[batch_size]``.
+
+    A ``[B, 1]`` result would broadcast against the ``[B]`` divergence integral into ``[B, B]``,
+    and a 0-dim one would give every sample the same density: both are errors, not broadcasts.
+    """
+    if not isinstance(value, Tensor) or not value.is_floating_point():
+        got = value.dtype if isinstance(value, Tensor) else type(value).__name__
+        raise TypeError(f"{name} must return a floating tensor of shape [B], got {got}")
+    if value.shape != (batch_size,):
+        raise ValueError(
+            f"{name} must return one log-density per sample, shape [B] = [{batch_size}], got "
+            f"{tuple(value.shape)} (sum over the event dimensions, e.g. .sum(-1), or squeeze a "
+            "trailing 1)"
+        )
+    return value

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from fm_core.path.path import ProbPath
 from fm_core.path.scheduler.scheduler import ConvexScheduler
-from fm_core.utils.checks import check_floating
+from fm_core.utils.checks import check_floating, check_same_device
 from fm_core.utils.tensor import unsqueeze_to_match
 from fm_discrete._checks import check_tokens
 from fm_discrete.path.path_sample import DiscretePathSample
@@ -103,6 +103,7 @@ class MixtureDiscreteProbPath(ProbPath):
             Rates of shape ``[B, ..., V]``; each row sums to zero.
         """
         check_floating(posterior_logits, "posterior_logits")
+        check_same_device([("posterior_logits", posterior_logits), ("x_t", x_t), ("t", t)])
         check_tokens(x_t, "x_t", posterior_logits.shape[-1])
         if posterior_logits.shape[:-1] != x_t.shape:
             raise ValueError(

@@ -11,8 +11,13 @@ from torch import Tensor
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
 from fm_core.utils.backend import check_backend, resolve_backend
-from fm_core.utils.checks import check_tensor
-from fm_discrete._checks import check_probabilities, check_tokens, check_vocabulary_size
+from fm_core.utils.checks import check_batch_size, check_same_device, check_tensor
+from fm_discrete._checks import (
+    check_logits,
+    check_probabilities,
+    check_tokens,
+    check_vocabulary_size,
+)
 from fm_discrete.path.mixture import MixtureDiscreteProbPath
 from fm_discrete.solver.guidance import guided_scores
 from fm_discrete.solver.step import mixture_euler_step_torch
@@ -131,8 +136,12 @@ class MixtureDiscreteEulerSolver(Solver):
                     f"{name} must have shape [*x_init.shape, vocabulary_size] = "
                     f"{(*x.shape, self.vocabulary_size)}, got {tuple(out.shape)}"
                 )
-            if self.model_output == "probs":
-                check_probabilities(out, f"{name} (model_output='probs')", atol=1e-3)
+        # Every step, not only the first (a model can go bad later in the solve): value checks,
+        # eager CPU by default, reductions only (no [B, L, V] temporaries), never a GPU sync.
+        if self.model_output == "probs":
+            check_probabilities(out, f"{name} (model_output='probs')", atol=1e-3)
+        else:
+            check_logits(out, f"{name} (model_output='logits')")
         return out.reshape(-1, self.vocabulary_size)
 
     def _kernels(self, x: Tensor, generator, dtype_categorical: torch.dtype):
@@ -206,11 +215,11 @@ class MixtureDiscreteEulerSolver(Solver):
             Long tensor of the shape of ``x_init`` (or stacked intermediates).
         """
         check_tokens(x_init, "x_init", self.vocabulary_size)
-        if x_init.ndim == 0:
-            raise ValueError("x_init must have shape [B, ...], got a 0-dim tensor")
+        check_batch_size(x_init, "x_init")
         device = x_init.device
         if fixed_mask is not None:
             check_tensor(fixed_mask, "fixed_mask")
+            check_same_device([("x_init", x_init), ("fixed_mask", fixed_mask)])
             if fixed_mask.dtype != torch.bool:
                 raise TypeError(f"fixed_mask must be a bool tensor, got {fixed_mask.dtype}")
             if fixed_mask.shape != x_init.shape:

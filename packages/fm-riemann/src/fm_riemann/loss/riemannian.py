@@ -7,6 +7,7 @@ from typing import Literal
 from torch import Tensor, nn
 
 from fm_core.path.path_sample import PathSample
+from fm_core.utils.checks import check_same_device
 from fm_riemann.path.geodesic import GeodesicProbPath
 
 __all__ = ["RiemannianFlowMatchingLoss"]
@@ -52,6 +53,7 @@ class RiemannianFlowMatchingLoss(nn.Module):
                 f"velocity must have the shape of path_sample.dx_t, "
                 f"{tuple(path_sample.dx_t.shape)}, got {got}"
             )
+        check_same_device([("path_sample.dx_t", path_sample.dx_t), ("velocity", velocity)])
         sq = self.path.manifold.inner(path_sample.x_t, velocity - path_sample.dx_t)
         per_sample = sq.reshape(sq.shape[0], -1).sum(1) if sq.ndim > 1 else sq
         if self.reduction == "none":

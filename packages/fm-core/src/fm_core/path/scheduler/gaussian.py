@@ -8,11 +8,23 @@ import torch
 from torch import Tensor
 
 from fm_core.path.scheduler.scheduler import Scheduler, SchedulerOutput
-from fm_core.utils.checks import check_floating
+from fm_core.utils.checks import check_floating, check_open_unit
 
 __all__ = ["CosineScheduler", "LinearVPScheduler", "VPScheduler"]
 
 _DEFAULT_EPS = 1e-5
+
+
+def _with_time_derivative(value: Tensor, t: Tensor, derivative: Tensor) -> Tensor:
+    r"""``value`` whose autograd derivative in ``t`` is ``derivative`` (the guarded $\dot\sigma_t$).
+
+    $\sigma_t \sim \sqrt{1-t}$ has an infinite slope at $t = 1$, and autograd through the sqrt
+    gives NaN there ($\infty \cdot 0$). The value stays exact; the gradient is the scheduler's own
+    ``d_sigma_t``, exact below $1 - \epsilon$ and guarded above, finite on all of $[0, 1]$.
+    """
+    if not t.requires_grad:
+        return value
+    return value.detach() + (t - t.detach()) * derivative
 
 
 class VPScheduler(Scheduler):
@@ -31,7 +43,9 @@ class VPScheduler(Scheduler):
     Args:
         beta_min: $\beta_{\min} > 0$ (default 0.1).
         beta_max: $\beta_{\max} > \beta_{\min}$ (default 20.0).
-        eps: the end-point guard for the derivatives.
+        eps: the end-point guard for the derivatives, in $(0, 1)$.
+
+    Autograd through ``sigma_t`` with respect to ``t`` gives ``d_sigma_t`` (finite at $t = 1$).
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, *, eps: float = _DEFAULT_EPS):
@@ -41,7 +55,7 @@ class VPScheduler(Scheduler):
             raise ValueError(f"beta_max must exceed beta_min={beta_min}, got {beta_max!r}")
         self.beta_min = float(beta_min)
         self.beta_max = float(beta_max)
-        self.eps = eps
+        self.eps = check_open_unit(eps, "eps")
 
     def _T(self, u: Tensor) -> Tensor:
         return 0.5 * u * u * (self.beta_max - self.beta_min) + u * self.beta_min
@@ -56,6 +70,7 @@ class VPScheduler(Scheduler):
         dT = -(u_d * (B - b) + b)  # dT/dt
         d_alpha = -0.5 * dT * torch.exp(-0.5 * T_d)
         d_sigma = 0.5 * dT * torch.exp(-T_d) / torch.sqrt(-torch.expm1(-T_d))
+        sigma = _with_time_derivative(sigma, t, d_sigma)
         return SchedulerOutput(alpha_t=alpha, sigma_t=sigma, d_alpha_t=d_alpha, d_sigma_t=d_sigma)
 
     def snr_inverse(self, snr: Tensor) -> Tensor:
@@ -77,16 +92,19 @@ class LinearVPScheduler(Scheduler):
     r"""$\alpha_t = t$, $\sigma_t = \sqrt{1 - t^2}$ (variance preserving, linear in the signal).
 
     **End point.** $\dot\sigma_t = -t/\sqrt{1-t^2}$ diverges at $t = 1$; it is evaluated at
-    $\min(t, 1-\epsilon)$ with $\epsilon$ = ``eps`` (default ``1e-5``, giving $|\dot\sigma_1| \approx 224$).
+    $\min(t, 1-\epsilon)$ with $\epsilon$ = ``eps`` in $(0, 1)$ (default ``1e-5``, giving
+    $|\dot\sigma_1| \approx 224$); autograd through ``sigma_t`` in ``t`` gives that same guarded
+    derivative, finite at $t = 1$.
     """
 
     def __init__(self, *, eps: float = _DEFAULT_EPS) -> None:
-        self.eps = eps
+        self.eps = check_open_unit(eps, "eps")
 
     def _evaluate(self, t: Tensor) -> SchedulerOutput:
         sigma = torch.sqrt((1.0 - t) * (1.0 + t))
         t_d = t.clamp_max(1.0 - self.eps)
         d_sigma = -t_d / torch.sqrt((1.0 - t_d) * (1.0 + t_d))
+        sigma = _with_time_derivative(sigma, t, d_sigma)
         return SchedulerOutput(
             alpha_t=t, sigma_t=sigma, d_alpha_t=torch.ones_like(t), d_sigma_t=d_sigma
         )
