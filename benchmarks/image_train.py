@@ -11,8 +11,11 @@ the data order and noise (exact resume), label dropout, gradient clipping, the L
 Sampling: seconds per sample of ``flow.sample`` (midpoint) at NFE 10/20/50, CFG off and on
 (``CFGScaledModel``: one batched model call of 2B per evaluation).
 
+Model choice for the digits demo (``--models``): seconds per bare training step at batch 256 of
+each preset, interleaved.
+
 Run:  python benchmarks/image_train.py [--preset unet-small] [--batch 64] [--steps 20]
-      [--repeats 5] [--threads 2]
+      [--repeats 5] [--threads 2] [--models]
 """
 
 from __future__ import annotations
@@ -63,6 +66,34 @@ def app_interval(cfg: TrainConfig, steps_after: int) -> float:
     return cfg.batch_size / last["images_per_s"]
 
 
+def compare_models(args) -> None:
+    """Seconds per step at batch 256 of each digits-sized preset, interleaved repeat by repeat."""
+    splits = load_splits("digits")
+    data, labels = splits.train.__getitems__(list(range(len(splits.train))))
+    path = AffineProbPath(CondOTScheduler())
+    loss_fn = FlowMatchingLoss(path)
+    setups = {}
+    for preset in ("tiny", "unet-tiny", "unet-small"):
+        torch.manual_seed(0)
+        model = build_model(preset, channels=1, image_size=(8, 8), num_classes=10)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        setups[preset] = (model, EMA(model), opt, sum(p.numel() for p in model.parameters()))
+        bare_steps(model, setups[preset][1], opt, loss_fn, path, data, labels, 256, 2)
+    times = {k: [] for k in setups}
+    for _ in range(args.repeats):
+        for preset, (model, ema, opt, _) in setups.items():
+            times[preset].append(
+                bare_steps(model, ema, opt, loss_fn, path, data, labels, 256, args.steps)
+            )
+    print(
+        f"# digits presets, batch 256, {args.threads} threads, median of {args.repeats} x {args.steps} steps"
+    )
+    print("| preset | parameters | s/step | steps/s |\n|---|---|---|---|")
+    for preset, (_, _, _, n) in setups.items():
+        m = statistics.median(times[preset])
+        print(f"| {preset} | {n / 1e6:.2f} M | {m:.4f} | {1 / m:.1f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -73,8 +104,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=100, help="samples per sampling measurement")
+    ap.add_argument("--models", action="store_true", help="only compare the presets on digits")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.models:
+        compare_models(args)
+        return
     tmp = Path(tempfile.mkdtemp(prefix="fm-image-bench-"))
     cfg = TrainConfig(
         out=str(tmp / "run"), model=args.preset, batch_size=args.batch, warmup_steps=0,

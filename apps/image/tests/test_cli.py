@@ -182,7 +182,8 @@ def test_bad_run_dirs_overwrite_nothing(run_dir, tmp_path, capsys):
 
 def test_demo_runs_end_to_end_and_ends_with_json(tmp_path, capsys):
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--steps", "3", "--no-progress"]) == 0
+    argv = ["demo", "--out", str(out), "--steps", "3", "--no-progress", "--classifier-steps", "30"]
+    assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert result["trained_steps"] == 3 and {"fd", "fd_real", "class_accuracy"} <= result.keys()

@@ -186,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--progress", default=True, action=argparse.BooleanOptionalAction, help="progress bar"
     )
+    p.add_argument("--classifier-steps", type=int, default=800, help="training steps of the judge")
     return parser
 
 
@@ -287,7 +288,9 @@ def cmd_evaluate(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_demo(args: argparse.Namespace, argv: list[str]) -> int:
     from fm_image.demo import run_demo
 
-    result = run_demo(args.out, steps=args.steps, progress=args.progress)
+    result = run_demo(
+        args.out, steps=args.steps, progress=args.progress, classifier_steps=args.classifier_steps
+    )
     print(json.dumps(result))
     return 0
 

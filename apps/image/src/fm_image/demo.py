@@ -23,7 +23,12 @@ DEMO_CFG_SCALE = 0.3
 
 
 def run_demo(
-    out: str | Path, *, steps: int | None = None, progress: bool = True, log=print
+    out: str | Path,
+    *,
+    steps: int | None = None,
+    progress: bool = True,
+    classifier_steps: int = 800,
+    log=print,
 ) -> dict[str, Any]:
     """Train ``digits`` into ``out`` (resuming if it exists), write 100 samples, evaluate.
 
@@ -31,6 +36,7 @@ def run_demo(
         out: the run directory.
         steps: training steps (default ``DEMO["steps"]``; the decay follows).
         progress: show the progress bar.
+        classifier_steps: training steps of the evaluation's classifier.
         log: where the human-readable lines go (the JSON object is returned).
 
 
@@ -56,7 +62,7 @@ def run_demo(
         run.model, labels.to(run.device), nfe=20, cfg_scale=DEMO_CFG_SCALE, generator=g
     )
     png, npz = save_samples(images.cpu(), labels, Path(out) / "demo-samples.png", nrow=10)
-    result = evaluate(out, cfg_scale=DEMO_CFG_SCALE, log=log)
+    result = evaluate(out, cfg_scale=DEMO_CFG_SCALE, classifier_steps=classifier_steps, log=log)
     result["train_seconds"] = round(summary["seconds"], 1)
     result["trained_steps"] = summary["trained_steps"]
     for name, path in (
