@@ -166,3 +166,12 @@ def test_affine_converters_still_accept_a_scalar_time():
     x = torch.randn(2, 3)
     out = path.target_to_velocity(x, x * 0.5, torch.tensor(0.5))
     assert out.shape == (2, 3)
+
+
+def test_zero_dim_cpu_time_is_accepted_with_data_on_another_device():
+    """torch combines 0-dim CPU tensors with tensors on any device; so does the device check."""
+    path = CondOTProbPath()
+    x = torch.zeros(2, 3, device="meta")
+    assert path.target_to_velocity(x, x, torch.tensor(0.5)).device.type == "meta"
+    with pytest.raises(ValueError, match="t is on cpu but x_t is on meta"):
+        path.target_to_velocity(x, x, torch.tensor([0.5, 0.5]))

@@ -152,11 +152,14 @@ def check_batch_size(x: Tensor, name: str) -> int:
 def check_same_device(tensors: Sequence[tuple[str, Tensor]]) -> None:
     """Raise ``ValueError`` unless the named tensors share one device, naming both devices.
 
-    Example: ``x_1 is on cuda:0 but x_0 is on cpu: move them to one device``.
+    Example: ``x_1 is on cuda:0 but x_0 is on cpu: move them to one device``. ``None`` entries
+    are skipped, and so are 0-dim CPU tensors, which torch combines with tensors on any device.
     """
     (first_name, first), *rest = tensors
     for name, x in rest:
-        if isinstance(x, Tensor) and x.device != first.device:
+        if not isinstance(x, Tensor) or (x.ndim == 0 and x.device.type == "cpu"):
+            continue
+        if x.device != first.device:
             raise ValueError(
                 f"{name} is on {x.device} but {first_name} is on {first.device}: "
                 "move them to one device"
