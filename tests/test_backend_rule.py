@@ -95,3 +95,15 @@ def test_discrete_auto_keeps_float64_and_generator(monkeypatch):
     assert torch.equal(runs[0], runs[1])
     _solver("auto").sample(x, 0.25, dtype_categorical=torch.float32)
     assert calls  # float32 and no generator: the kernel is used where it keeps both
+
+
+def test_auto_uses_torch_while_compiling(monkeypatch):
+    """A compiled step stays whole: inductor fuses the torch path; no hand-launched kernel."""
+    from fm_core.utils.backend import resolve_backend
+
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    x = torch.zeros(2)
+    assert resolve_backend("auto", x) is fm_kernels  # eager, "CUDA": the kernel
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert resolve_backend("auto", x) is None
+    assert resolve_backend("triton", x) is fm_kernels  # an explicit request is honoured

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+import torch
 from torch import Tensor
 
 __all__ = ["BACKENDS", "check_backend", "resolve_backend"]
@@ -37,8 +38,8 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
     """Return the ``fm_kernels`` module when a fused kernel should run, else ``None`` (torch).
 
     - ``"torch"``: never a kernel.
-    - ``"auto"``: a kernel when fm-kernels imports and every tensor is on CUDA; torch otherwise,
-      quietly.
+    - ``"auto"``: a kernel when fm-kernels imports and every tensor is on CUDA, in eager mode;
+      torch otherwise (also while ``torch.compile`` traces), quietly.
     - ``"triton"``: a kernel, or an error: ``ImportError`` when fm-kernels is missing,
       ``ValueError`` for non-CUDA tensors unless Triton's interpreter is on
       (``TRITON_INTERPRET=1`` before importing fm_kernels: how kernels are tested on a CPU).
@@ -54,7 +55,9 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
         return None
     on_cuda = all(t.is_cuda for t in tensors)
     if backend == "auto":
-        if not on_cuda:
+        # While torch.compile traces, inductor fuses the torch path itself, and a hand-launched
+        # Triton kernel could break the graph: "auto" keeps a compiled step whole.
+        if not on_cuda or torch.compiler.is_compiling():
             return None
         module = _import_fm_kernels()
         return module if module is not None and getattr(module, "HAS_TRITON", True) else None
