@@ -47,7 +47,7 @@ PUBLIC = {
     "fm_discrete.solver": ["MixtureDiscreteEulerSolver"],
     "fm_riemann.path": ["GeodesicProbPath"],
     "fm_riemann.solver": ["RiemannianODESolver"],
-    "fm_riemann.manifolds": ["Euclidean", "FlatTorus", "Sphere"],
+    "fm_riemann.manifolds": ["Euclidean", "FlatTorus", "Manifold", "Sphere", "geodesic"],
 }
 TOP_LEVEL = {"fm_core", "fm_discrete", "fm_riemann"}
 
@@ -77,6 +77,7 @@ SHARED = [
     ),
     ("fm_riemann.path.GeodesicProbPath", "flow_matching.path.GeodesicProbPath"),
     ("fm_riemann.solver.RiemannianODESolver", "flow_matching.solver.RiemannianODESolver"),
+    ("fm_riemann.manifolds.geodesic", "flow_matching.utils.manifolds.geodesic"),
 ]
 METHODS = [
     "sample",

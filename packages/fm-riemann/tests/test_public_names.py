@@ -8,7 +8,7 @@ from fm_riemann import loss, manifolds, path, solver, utils
 EXPECTED = {
     "SO3", "Euclidean", "FlatTorus", "GeodesicProbPath", "Lorentz", "Manifold", "PoincareBall",
     "ProductManifold", "ProjectToTangent", "RiemannianFlowMatchingLoss", "RiemannianODESolver",
-    "Sphere", "Stereographic", "SymmetricPositiveDefinite", "__version__",
+    "Sphere", "Stereographic", "SymmetricPositiveDefinite", "__version__", "geodesic",
 }  # fmt: skip
 
 
@@ -23,7 +23,7 @@ def test_mirrors():
     assert solver.RiemannianODESolver is fm_riemann.RiemannianODESolver
     assert loss.RiemannianFlowMatchingLoss is fm_riemann.RiemannianFlowMatchingLoss
     assert utils.ProjectToTangent is fm_riemann.ProjectToTangent
-    for name in ("Sphere", "FlatTorus", "Euclidean", "SO3"):
+    for name in ("Sphere", "FlatTorus", "Euclidean", "SO3", "Manifold", "geodesic"):
         assert getattr(manifolds, name) is getattr(fm_riemann, name)
     for mod in (path, solver, loss, utils, manifolds):
         for name in mod.__all__:

@@ -20,6 +20,7 @@ from fm_riemann.manifolds import (
     Sphere,
     Stereographic,
     SymmetricPositiveDefinite,
+    geodesic,
 )
 from fm_riemann.path import GeodesicProbPath
 from fm_riemann.solver import RiemannianODESolver
@@ -43,4 +44,5 @@ __all__ = [
     "Stereographic",
     "SymmetricPositiveDefinite",
     "__version__",
+    "geodesic",
 ]

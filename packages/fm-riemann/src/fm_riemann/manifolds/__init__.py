@@ -1,10 +1,11 @@
-"""Manifolds (mirrors ``flow_matching.utils.manifolds``): geoopt's own, plus safe and new ones.
+r"""Manifolds (mirrors ``flow_matching.utils.manifolds``): geoopt's own, plus safe and new ones.
 
 ``Sphere`` (a safe ``geoopt.Sphere``), ``FlatTorus``, ``Euclidean`` (``ndim=1``) and ``SO3`` are
 defined here; geoopt's ``PoincareBall``, ``Lorentz``, ``SymmetricPositiveDefinite``,
 ``Stereographic`` and ``ProductManifold`` are re-exported unchanged. ``Manifold`` is the
 reference's four-method base (``expmap``, ``logmap``, ``projx``, ``proju``) as a subclass of
-``geoopt.Manifold``; geoopt's own base stays at ``geoopt.Manifold``.
+``geoopt.Manifold``; geoopt's own base stays at ``geoopt.Manifold``. ``geodesic(manifold, x, y)``
+returns the curve $t \mapsto \exp_x(t \log_x y)$, as the reference's.
 """
 
 from geoopt import (
@@ -15,6 +16,7 @@ from geoopt import (
     SymmetricPositiveDefinite,
 )
 
+from fm_riemann.manifolds.curve import geodesic
 from fm_riemann.manifolds.euclidean import Euclidean
 from fm_riemann.manifolds.manifold import Manifold
 from fm_riemann.manifolds.so3 import SO3
@@ -32,4 +34,5 @@ __all__ = [
     "Sphere",
     "Stereographic",
     "SymmetricPositiveDefinite",
+    "geodesic",
 ]
