@@ -175,3 +175,12 @@ def test_zero_dim_cpu_time_is_accepted_with_data_on_another_device():
     assert path.target_to_velocity(x, x, torch.tensor(0.5)).device.type == "meta"
     with pytest.raises(ValueError, match="t is on cpu but x_t is on meta"):
         path.target_to_velocity(x, x, torch.tensor([0.5, 0.5]))
+
+
+@pytest.mark.parametrize(
+    "coupling", [ExactOTCoupling(), SinkhornOTCoupling()], ids=["exact", "sinkhorn"]
+)
+def test_non_finite_points_in_a_coupling_name_the_arguments(coupling):
+    x = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="the cost between x_0 and x_1 holds 9 non-finite"):
+        coupling(torch.full((3, 2), float("nan")), x)  # was SciPy's "invalid numeric entries"

@@ -21,6 +21,7 @@ from fm_core.coupling.cost import squared_euclidean_cost
 from fm_core.coupling.sinkhorn import sinkhorn_plan
 from fm_core.utils.checks import (
     check_batch_size,
+    check_finite,
     check_floating,
     check_same_device,
     check_tensor,
@@ -140,6 +141,8 @@ class Coupling(ABC):
         groups = _label_groups(y_0, y_1, batch)
         with torch.no_grad():
             cost = self.cost(x_0, x_1)
+            # SciPy's own message ("matrix contains invalid numeric entries") names nothing.
+            check_finite(cost, "the cost between x_0 and x_1", hint="x_0 or x_1 holds NaN or inf")
             if len(groups) == 1:
                 index_1 = self._pair(cost, generator)
             else:
