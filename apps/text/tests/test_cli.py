@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from fm_text.cli import main
 
 
@@ -90,13 +92,17 @@ def test_evaluate_prints_one_json_line_last(capsys, flow_run, ar_run):
     assert ar["model"] == "ar" and ar["ppl_bound"] > 1
 
 
-def test_real_process_exit_code_and_help():
+def test_real_process_exit_code_and_help(capsys):
     bad = subprocess.run(
         [sys.executable, "-m", "fm_text.cli", "train", "--bogus"], capture_output=True, text=True
     )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
-    helped = subprocess.run(
-        [sys.executable, "-m", "fm_text.cli", "train", "--help"], capture_output=True, text=True
-    )
-    assert helped.returncode == 0 and "(default: pydoc)" in helped.stdout
-    assert "(default: 0.001)" in helped.stdout
+    for command in ("train", "sample", "evaluate", "demo"):
+        with pytest.raises(SystemExit) as done:
+            main([command, "--help"])
+        assert done.value.code == 0
+        assert "(default:" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    helped = capsys.readouterr().out
+    assert "(default: pydoc)" in helped and "(default: 0.002)" in helped

@@ -29,25 +29,27 @@ def test_ar_smoke_run(ar_run):
 
 
 def test_resume_continues_exactly(tmp_path, train_tiny):
-    """4 steps then a resume to 8 equal 8 steps in one go (constant learning rate)."""
-    opts = ["--warmup", "0", "--min-lr-ratio", "1.0", "--eval-every", "4", "--log-every", "2"]
-    once = train_tiny(tmp_path / "once", *opts, "--steps", "8")
-    twice = train_tiny(tmp_path / "twice", *opts, "--steps", "4")
-    train_tiny(twice, "--steps", "8")  # the stored options are reused
-    a, b = _weights(once, 8), _weights(twice, 8)
+    """3 steps then a resume to 6 equal 6 steps in one go (constant learning rate)."""
+    opts = ["--warmup", "0", "--min-lr-ratio", "1.0", "--eval-every", "3", "--log-every", "1"]
+    once = train_tiny(tmp_path / "once", *opts, "--steps", "6")
+    twice = train_tiny(tmp_path / "twice", *opts, "--steps", "3")
+    train_tiny(twice, "--steps", "6")  # the stored options are reused
+    a, b = _weights(once, 6), _weights(twice, 6)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
     steps = [r["step"] for r in read_metrics(twice / "metrics.jsonl") if "loss" in r]
-    assert steps == [2, 4, 6, 8]
+    assert steps == [1, 2, 3, 4, 5, 6]
 
 
 def test_early_stopping_keeps_the_best_copy(tmp_path, train_tiny):
     run = train_tiny(
         tmp_path / "r",
-        "--model", "ar", "--steps", "40", "--eval-every", "1", "--patience", "1", "--lr", "0.5",
+        "--model", "ar", "--steps", "30", "--eval-every", "2", "--patience", "1", "--lr", "0.5",
+        "--warmup", "0",
     )  # fmt: skip
     rows = [r for r in read_metrics(run / "metrics.jsonl") if "val_nll" in r]
-    assert rows[-1]["step"] < 40  # stopped: the huge learning rate makes it diverge
+    assert rows[-1]["step"] < 30  # stopped: the huge learning rate makes it diverge
+    assert json.loads((run / "summary.json").read_text())["stopped_early"]
     best = min(rows, key=lambda r: r["val_nll"])
     assert (run / "best" / "checkpoints" / f"step-{best['step']:08d}").is_dir()

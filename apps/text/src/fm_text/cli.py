@@ -39,6 +39,7 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
     "dim": (int, None, "width (overrides the preset)"),
     "depth": (int, None, "blocks (overrides the preset)"),
     "heads": (int, None, "attention heads (overrides the preset)"),
+    "conv_kernel": (int, None, "depthwise convolution width per block (0: attention only)"),
     "context": (int, None, "tokens per training sequence"),
     "vocab_size": (int, None, "BPE vocabulary size (special tokens included)"),
     "tokenizer": (str, None, "a local tokenizer.json instead of training a BPE"),

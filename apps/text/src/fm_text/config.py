@@ -36,6 +36,7 @@ class TrainConfig:
         model: ``flow`` (discrete flow matching) or ``ar`` (autoregressive baseline).
         steps: optimiser steps in total (a resumed run continues up to this number).
         preset: model size, a key of ``PRESETS``; ``dim``/``depth``/``heads`` override it.
+        conv_kernel: width of the depthwise convolution in each block (0: attention only).
         context: tokens per training sequence.
         vocab_size: BPE vocabulary size (ignored with ``tokenizer``).
         tokenizer: a local ``tokenizer.json`` instead of training one.
@@ -56,17 +57,18 @@ class TrainConfig:
 
     data: str = "pydoc"
     model: str = "flow"
-    steps: int = 3000
+    steps: int = 6000
     preset: str = "tiny"
     dim: int | None = None
     depth: int | None = None
     heads: int | None = None
-    context: int = 128
+    conv_kernel: int = 5
+    context: int = 64
     vocab_size: int = 2048
     tokenizer: str | None = None
     val_fraction: float = 0.1
     batch_size: int = 8
-    lr: float = 1e-3
+    lr: float = 2e-3
     min_lr_ratio: float = 0.1
     warmup: int = 100
     weight_decay: float = 0.1
@@ -139,6 +141,7 @@ class TrainConfig:
             context=self.context,
             causal=self.model == "ar",
             dropout=dropout,
+            conv_kernel=self.conv_kernel,
             **size,
         )
 

@@ -9,6 +9,7 @@ evaluations without improvement; called again with a larger ``steps`` it resumes
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from contextlib import nullcontext
@@ -160,7 +161,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + ctx.rank)
     checkpointer = Checkpointer(run_dir, keep=2)
     best_ckpt = Checkpointer(best_dir(run_dir), keep=1)
-    best, best_step, bad_evals = math.inf, -1, 0
+    best, best_step, bad_evals, elapsed_before = math.inf, -1, 0, 0.0
     if start:
         state = checkpointer.load(
             model=net, ema=ema, optimizer=optimizer, scheduler=scheduler, map_location=device
@@ -171,6 +172,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
             generator.manual_seed((config.seed * 1_000_003 + ctx.rank) * 1_000_003 + start)
         best, best_step = float(state.extra["best"]), int(state.extra["best_step"])
         bad_evals = int(state.extra["bad_evals"])
+        elapsed_before = float(state.extra.get("elapsed_s", 0.0))
         # The scheduler was built for the new budget; load_state_dict keeps its (function) factor,
         # so a larger --steps stretches the cosine horizon from here on.
     model = ctx.wrap(net)
@@ -212,6 +214,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
                 best_ckpt.save(step, model=ema.module, ema=ema, extra={"val_nll": val})
             extra = {"generator": generator.get_state(), "best": best, "best_step": best_step}
             extra["bad_evals"] = bad_evals
+            extra["elapsed_s"] = elapsed_before + time.perf_counter() - t0
             checkpointer.save(
                 step,
                 model=model,
@@ -223,7 +226,8 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
         ctx.barrier()
         return config.patience > 0 and bad_evals >= config.patience
 
-    step, t0, stopped = start, time.perf_counter(), False
+    t0 = time.perf_counter()
+    step, stopped = start, False
     model.train()
     while step < config.steps:
         x_1 = data.train.random_windows(config.batch_size, config.context, generator).to(device)
@@ -247,6 +251,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
             }
             scalars["grad_norm"] = float(grad_norm)
             scalars["steps_per_s"] = (step - start) / (time.perf_counter() - t0)
+            scalars["elapsed_s"] = elapsed_before + time.perf_counter() - t0
             logger.log(step, **scalars)
             bar.set_postfix(loss=f"{scalars['loss']:.3f}")
         if step % config.eval_every == 0 or step == config.steps:
@@ -255,14 +260,18 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
                 break
     bar.close()
     logger.close()
-    if ctx.is_main:
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png", keys=("loss", "val_ppl"))
-    return {
+    summary = {
         "step": step,
         "best_val_nll": best,
         "best_val_ppl": math.exp(best),
         "best_step": best_step,
         "stopped_early": stopped,
         "seconds": time.perf_counter() - t0,
-        "unwrapped": type(unwrap_model(model)).__name__,
+        "parameters": unwrap_model(model).num_parameters(),
     }
+    if ctx.is_main:
+        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png", keys=("loss", "val_ppl"))
+        tmp = run_dir / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        tmp.replace(run_dir / "summary.json")
+    return summary

@@ -38,6 +38,8 @@ class ModelConfig:
         causal: causal mask (the autoregressive baseline).
         dropout: dropout on attention weights and residual branches while training.
         mlp_ratio: hidden width of the MLP over ``dim``.
+        conv_kernel: width of the depthwise convolution over positions in each block (0: none);
+            centred in the flow model, causal (left only) in the autoregressive one.
     """
 
     vocab_size: int
@@ -48,6 +50,7 @@ class ModelConfig:
     causal: bool = False
     dropout: float = 0.0
     mlp_ratio: int = 4
+    conv_kernel: int = 5
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context", "dim", "depth", "heads", "mlp_ratio"):
@@ -57,6 +60,14 @@ class ModelConfig:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError(
                 f"dim ({self.dim}) must be a multiple of heads ({self.heads}) with an even head size"
+            )
+        if isinstance(self.conv_kernel, bool) or not isinstance(self.conv_kernel, int):
+            raise ValueError(f"conv_kernel must be an int, got {self.conv_kernel!r}")
+        if self.conv_kernel < 0 or (
+            self.conv_kernel and not self.causal and self.conv_kernel % 2 == 0
+        ):
+            raise ValueError(
+                f"conv_kernel must be 0 or a positive odd int (centred), got {self.conv_kernel}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
@@ -82,6 +93,9 @@ class KVCache:
         shape = (config.depth, batch, config.heads, config.context, hd)
         self.k = torch.zeros(shape, device=device, dtype=dtype)
         self.v = torch.zeros(shape, device=device, dtype=dtype)
+        # The last conv_kernel - 1 inputs of each block's causal convolution (zeros: left padding).
+        width = max(config.conv_kernel - 1, 0)
+        self.conv = torch.zeros(config.depth, batch, width, config.dim, device=device, dtype=dtype)
         self.length = 0
 
 
@@ -126,6 +140,34 @@ class _Attention(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
+class _LocalConv(nn.Module):
+    """Depthwise convolution over positions, zero-initialised (its residual branch starts at 0).
+
+    A cheap local mixer: with it the flow model learns local structure in far fewer steps than
+    with attention alone (the issue's calibration: a bound of 88 instead of 485 in 10 minutes).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.kernel, self.causal = config.conv_kernel, config.causal
+        self.weight = nn.Parameter(torch.zeros(config.dim, 1, config.conv_kernel))
+
+    def forward(self, h: Tensor, cache: KVCache | None, layer: int) -> Tensor:
+        """The convolution of ``h`` ``[B, L, D]`` over positions (not added to ``h``)."""
+        x = h.transpose(1, 2)  # [B, D, L]
+        if self.causal:
+            if cache is not None:
+                past = cache.conv[layer].transpose(1, 2)
+                x = torch.cat((past, x), dim=-1)
+                cache.conv[layer] = x[..., x.shape[-1] - (self.kernel - 1) :].transpose(1, 2)
+            else:
+                x = F.pad(x, (self.kernel - 1, 0))
+            y = F.conv1d(x, self.weight, groups=h.shape[-1])
+        else:
+            y = F.conv1d(x, self.weight, padding=self.kernel // 2, groups=h.shape[-1])
+        return y.transpose(1, 2)
+
+
 class _Block(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -138,11 +180,15 @@ class _Block(nn.Module):
         )
         self.ada = nn.Linear(d, 6 * d)
         self.drop = nn.Dropout(config.dropout)
+        self.conv = _LocalConv(config) if config.conv_kernel else None
+        self.norm0 = nn.LayerNorm(d, elementwise_affine=False)
 
     def forward(
         self, x: Tensor, c: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
     ) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(1).chunk(6, dim=-1)
+        if self.conv is not None:  # its own residual branch: a gradient from the first step
+            x = x + self.conv(self.norm0(x), cache, layer)
         h = self.norm1(x) * (1 + scale1) + shift1
         x = x + gate1 * self.drop(self.attn(h, cos, sin, cache, layer))
         h = self.norm2(x) * (1 + scale2) + shift2
