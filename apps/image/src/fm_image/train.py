@@ -177,8 +177,9 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
                                pin_memory=device.type == "cuda"))  # fmt: skip
     part = StepSlice(micro_global, ctx.rank * per_rank, (ctx.rank + 1) * per_rank)
     use_bf16 = cfg.bf16 and device.type == "cuda"
-    log = MetricsLogger(run, enabled=ctx.is_main, resume_step=start if resume_step is not None else None,
-                        tensorboard=cfg.tensorboard)  # fmt: skip
+    # resume_step=start drops lines a killed run logged after its last checkpoint (all of them
+    # when it died before the first one).
+    log = MetricsLogger(run, enabled=ctx.is_main, resume_step=start, tensorboard=cfg.tensorboard)
     bar = progress_bar(cfg.steps, initial=start, enabled=ctx.is_main and cfg.progress, desc="train")
     loss_sum = torch.zeros((), device=device)
     t_log = t0 = time.perf_counter()
