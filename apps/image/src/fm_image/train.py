@@ -165,7 +165,9 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
 
     net = ctx.wrap(model)
     if cfg.compile:
-        net = torch.compile(net)
+        # The network alone is compiled (the loss's argument checks stay eager); DDP's hooks
+        # need graph breaks, so fullgraph only in one process.
+        net = torch.compile(net, fullgraph=not ctx.is_distributed)
     accum, world = cfg.grad_accum, ctx.world_size
     micro_global = cfg.batch_size // accum  # global samples per micro-step
     per_rank = micro_global // world
