@@ -346,3 +346,14 @@ def test_model_extras_are_forwarded():
 
     ODESolver(model).sample(torch.zeros(2, 2), 0.5, label=3)
     assert seen["label"] == 3
+
+
+@pytest.mark.parametrize("divergence", ["exact", "hutchinson"])
+def test_likelihood_of_a_field_that_does_not_depend_on_x(divergence):
+    # u = 0 (or any u independent of x) has divergence 0; autograd.grad used to raise
+    # "element 0 of tensors does not require grad".
+    solver = ODESolver(lambda x, t: torch.zeros_like(x))
+    x_1 = torch.randn(3, 2, dtype=torch.float64)
+    x_0, log_p1 = solver.compute_likelihood(x_1, std_normal_log_prob, 0.25, divergence=divergence)
+    torch.testing.assert_close(x_0, x_1)
+    torch.testing.assert_close(log_p1, std_normal_log_prob(x_1))

@@ -28,6 +28,7 @@ class ExactFactorisedPosterior(nn.Module):
         output: ``"probs"`` or ``"logits"`` (log-probabilities; ``-inf`` where zero).
 
     Example:
+        >>> path = MixtureDiscreteProbPath(CondOTScheduler())
         >>> q = torch.tensor([[0.3, 0.7, 0.0]])
         >>> model = ExactFactorisedPosterior(q, torch.tensor([0.0, 0.0, 1.0]), path)
         >>> model(torch.tensor([[2]]), torch.tensor([0.5]))

@@ -65,9 +65,17 @@ class CFGScaledModel(ModelWrapper):
         label_key: the keyword under which the model takes labels (default ``"label"``).
 
     Example:
-        >>> guided = CFGScaledModel(net, guidance_scale=2.0, null_label=10)
+        >>> class Net(torch.nn.Module):  # a velocity with a per-class offset; 10 = no label
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.offset = torch.nn.Embedding(11, 2)
+        ...     def forward(self, x, t, label):
+        ...         return -x + self.offset(label)
+        >>> guided = CFGScaledModel(Net(), guidance_scale=2.0, null_label=10)
         >>> x_1 = ODESolver(guided).sample(x_init=torch.randn(4, 2), step_size=0.05,
         ...                                label=torch.tensor([0, 1, 2, 3]))
+        >>> x_1.shape
+        torch.Size([4, 2])
     """
 
     def __init__(

@@ -169,7 +169,10 @@ class FlowMatchingLoss(nn.Module):
         >>> loss_fn = FlowMatchingLoss(path)
         >>> x_0, x_1, t = torch.randn(8, 2), torch.randn(8, 2), torch.rand(8)
         >>> x_t = path.sample(x_0, x_1, t).x_t
-        >>> loss = loss_fn(model(x_t, t), x_0, x_1, t)  # 0-dim tensor
+        >>> model = torch.nn.Linear(2, 2)  # any velocity network
+        >>> loss = loss_fn(model(x_t), x_0, x_1, t)  # 0-dim tensor
+        >>> loss.shape
+        torch.Size([])
     """
 
     def __init__(

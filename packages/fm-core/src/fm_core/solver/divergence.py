@@ -32,8 +32,10 @@ class ExactDivergence:
             ``chunk_size * B * D`` under $2^{24}$ elements.
 
     Example:
+        >>> x = torch.randn(4, 3, requires_grad=True)
         >>> div = ExactDivergence(x)
-        >>> x = x.requires_grad_(); d = div(model(x=x, t=t), x)  # shape [B]
+        >>> div(2 * x, x)  # u(x) = 2x: divergence 2 D = 6
+        tensor([6., 6., 6., 6.])
     """
 
     def __init__(self, x: Tensor, chunk_size: int | None = None):
@@ -59,6 +61,8 @@ class ExactDivergence:
 
     def __call__(self, u: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
         """Return the divergence, shape ``[B]``, of ``u`` (computed from ``x`` with grad on)."""
+        if not u.requires_grad:  # a field that does not depend on x (e.g. zero): divergence 0
+            return torch.zeros(x.shape[0], dtype=u.dtype, device=u.device)
         total = None
         last = len(self._bounds) - 1
         for i, (s, e) in enumerate(self._bounds):
@@ -88,7 +92,10 @@ class HutchinsonDivergence:
         generator: optional ``torch.Generator`` for the probes.
 
     Example:
+        >>> x = torch.randn(4, 3, requires_grad=True)
         >>> div = HutchinsonDivergence(x, num_probes=4)
+        >>> div(2 * x, x)  # exact here: Rademacher probes and a diagonal Jacobian
+        tensor([6., 6., 6., 6.])
     """
 
     def __init__(
@@ -111,6 +118,8 @@ class HutchinsonDivergence:
 
     def __call__(self, u: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
         """Return the estimate, shape ``[B]``, of the divergence of ``u`` with respect to ``x``."""
+        if not u.requires_grad:  # a field that does not depend on x: divergence 0
+            return torch.zeros(x.shape[0], dtype=u.dtype, device=u.device)
         (g,) = torch.autograd.grad(
             u, x, self.probes, retain_graph=create_graph, create_graph=create_graph,
             is_grads_batched=True,

@@ -60,7 +60,12 @@ class Dopri5:
     Wanner (II.4), costing one extra evaluation.
 
     Example:
-        >>> ODESolver(model).sample(x, step_size=None, method="dopri5", atol=1e-6, rtol=1e-6)
+        >>> x_1 = ODESolver(lambda x, t: -x).sample(
+        ...     torch.ones(2, 1), step_size=None, method="dopri5", atol=1e-6, rtol=1e-6
+        ... )
+        >>> x_1  # exp(-1) = 0.3679
+        tensor([[0.3679],
+                [0.3679]])
     """
 
     name = "dopri5"

@@ -57,6 +57,8 @@ class Euler(FixedStepMethod):
 
     Example:
         >>> ODESolver(lambda x, t: -x).sample(torch.ones(2, 3), step_size=0.1, method="euler")
+        tensor([[0.3487, 0.3487, 0.3487],
+                [0.3487, 0.3487, 0.3487]])
     """
 
     name = "euler"

@@ -47,7 +47,11 @@ def karras_time_grid(
 
     Example:
         >>> grid = karras_time_grid(18)
-        >>> x_1 = ODESolver(model).sample(x_0, step_size=None, method="heun2", time_grid=grid)
+        >>> grid.shape
+        torch.Size([19])
+        >>> x_0 = torch.randn(4, 2)
+        >>> x_1 = ODESolver(lambda x, t: -x).sample(x_0, step_size=None, method="heun2",
+        ...                                         time_grid=grid)
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")

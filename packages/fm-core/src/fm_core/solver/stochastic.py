@@ -42,6 +42,7 @@ class EulerMaruyamaSolver(Solver):
         path: the ``AffineProbPath`` the model was trained on (source $N(0, I)$).
 
     Example:
+        >>> model = lambda x, t: -x  # a velocity trained on the CondOT path
         >>> solver = EulerMaruyamaSolver(model, CondOTProbPath())
         >>> x_1 = solver.sample(torch.randn(64, 2), step_size=0.01, noise_scale=1.0)
     """

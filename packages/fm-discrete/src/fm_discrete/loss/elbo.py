@@ -73,8 +73,11 @@ class MixturePathELBO:
         backend: loss backend, as in ``MixturePathGeneralizedKL``.
 
     Example:
+        >>> path = MixtureDiscreteProbPath(CondOTScheduler())
         >>> elbo = MixturePathELBO(path, mask_source_p(11, 10), num_time_samples=8)
-        >>> result = elbo.evaluate(model, [batch_1, batch_2])  # doctest: +SKIP
+        >>> model = lambda x, t: torch.zeros(*x.shape, 11)  # uniform logits (mask included)
+        >>> batches = [torch.randint(0, 10, (2, 16)), torch.randint(0, 10, (2, 16))]
+        >>> result = elbo.evaluate(model, batches)  # doctest: +SKIP
         >>> result.perplexity  # doctest: +SKIP
     """
 

@@ -62,9 +62,12 @@ class MixtureDiscreteEulerSolver(Solver):
 
     Example:
         >>> path = MixtureDiscreteProbPath(CondOTScheduler())
+        >>> model = lambda x, t: torch.zeros(*x.shape, 11)  # uniform logits over 11 tokens
         >>> solver = MixtureDiscreteEulerSolver(model, path, vocabulary_size=11, mask_token=10,
         ...                                     model_output="logits")
-        >>> x = solver.sample(torch.full((4, 32), 10), step_size=1 / 64)  # doctest: +SKIP
+        >>> x = solver.sample(torch.full((4, 32), 10), step_size=1 / 64)
+        >>> x.shape, solver.last_nfe
+        (torch.Size([4, 32]), 64)
     """
 
     def __init__(

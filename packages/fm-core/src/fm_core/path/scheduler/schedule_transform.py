@@ -32,8 +32,10 @@ class ScheduleTransformedModel(ModelWrapper):
         new_scheduler: the scheduler to sample with.
 
     Example:
+        >>> trained = lambda x, t: -x  # a velocity trained on the CondOT path
         >>> model = ScheduleTransformedModel(trained, CondOTScheduler(), CosineScheduler())
-        >>> ODESolver(model).sample(x_init=noise, step_size=0.05)  # doctest: +SKIP
+        >>> ODESolver(model).sample(x_init=torch.randn(4, 2), step_size=0.05).shape
+        torch.Size([4, 2])
     """
 
     def __init__(
