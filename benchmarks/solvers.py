@@ -11,13 +11,23 @@ Both run in one process on the same model and inputs; times are the median of --
    next to the exact value (D = 64, 20 Euler steps, 64 samples).
 4. Memory of gradients through sample (enable_grad=True): peak RSS of a child process for 10, 40
    and 160 Euler steps, with and without per-step checkpointing.
+5. Training through the likelihood (the CNF notebook's step: compute_likelihood(...,
+   exact_divergence=True, enable_grad=True), then (-log_p.mean()).backward()), midpoint with 20
+   steps and dopri5: median time per step, model calls, and peak RSS growth of a child process,
+   for ours without checkpointing (the default), ours with checkpoint_steps=True, and the
+   reference. flow_matching 1.0.10 cannot train here (its dynamics return detached tensors), so
+   "reference" is its compute_likelihood with that one line changed at run time to keep the graph
+   under enable_grad=True (``reference_with_graph``: the change the reference's CNF notebook
+   relies on; nothing of it is stored in this repository).
 
 Run:  python benchmarks/solvers.py [--repeats 5] [--threads 2] [--skip-d256]
+      python benchmarks/solvers.py --only likelihood-training
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import resource
@@ -209,17 +219,153 @@ def memory_table():
         print(f"| {steps} | {row[0]:.0f} | {row[1]:.0f} |")
 
 
+def reference_with_graph():
+    """flow_matching 1.0.10's ODESolver with ``compute_likelihood`` keeping the graph when asked.
+
+    Its dynamics end in ``return ut.detach(), div.detach()``, which makes ``enable_grad=True``
+    useless; the source of the installed method is patched in memory to detach only when
+    ``enable_grad`` is false, and compiled against the module's own globals.
+    """
+    import inspect
+    import textwrap
+
+    from flow_matching.solver import ode_solver
+
+    src = textwrap.dedent(inspect.getsource(ode_solver.ODESolver.compute_likelihood))
+    old = "return ut.detach(), div.detach()"
+    if src.count(old) != 1:
+        raise RuntimeError("the installed flow_matching is not the 1.0.10 this patch expects")
+    src = src.replace(old, "return (ut, div) if enable_grad else (ut.detach(), div.detach())")
+    namespace: dict = {}
+    exec(compile(src, ode_solver.__file__, "exec"), dict(vars(ode_solver)), namespace)
+    return type(
+        "ReferenceWithGraph",
+        (RefODESolver,),
+        {"compute_likelihood": namespace["compute_likelihood"]},
+    )
+
+
+class CountingCNF(torch.nn.Module):
+    """The CNF notebook's velocity (three ELU layers) on [B, 2]; counts its forward calls."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        h = hidden
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(3, h), torch.nn.ELU(), torch.nn.Linear(h, h), torch.nn.ELU(),
+            torch.nn.Linear(h, h), torch.nn.ELU(), torch.nn.Linear(h, 2),
+        )  # fmt: skip
+        self.calls = 0
+        self.last_forward_calls = 0
+
+    def forward(self, x, t):
+        self.calls += 1
+        t = t.reshape(-1, 1).expand(x.shape[0], 1).to(x.dtype)
+        return self.net(torch.cat([t, x], dim=1))
+
+
+LT_CONFIGS = {
+    "midpoint, 20 steps": ("midpoint", 0.05),
+    "dopri5 (atol = rtol = 1e-5)": ("dopri5", None),
+}
+LT_VARIANTS = ("ours", "ours + checkpoint_steps=True", "reference (graph kept)")
+
+
+def likelihood_training_step(variant: str, method: str, step_size, model, x_1):
+    """One maximum-likelihood step's forward and backward; returns the loss."""
+    kw = {"step_size": step_size, "method": method, "exact_divergence": True, "enable_grad": True}
+    if variant == "reference (graph kept)":
+        solver = reference_with_graph()(model)
+        _, log_p = solver.compute_likelihood(x_1, log_p0, time_grid=torch.tensor([1.0, 0.0]), **kw)
+    else:
+        solver = ODESolver(model)
+        ckpt = variant == "ours + checkpoint_steps=True"
+        _, log_p = solver.compute_likelihood(x_1, log_p0, checkpoint_steps=ckpt, **kw)
+    model.last_forward_calls = model.calls  # before backward's recomputations
+    loss = -log_p.mean()
+    loss.backward()
+    return loss.detach()
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+
+def likelihood_training_child(variant: str, config: str, batch: int, hidden: int) -> None:
+    """Peak RSS growth of one step (Linux: the peak is reset after the imports, before the step).
+
+    No warm-up step: memory it freed would stay in the process and hide the step's own peak.
+    """
+    torch.manual_seed(0)
+    model = CountingCNF(hidden)
+    x_1 = torch.randn(batch, 2)
+    if variant.startswith("reference"):
+        reference_with_graph()  # its imports before the measurement
+    with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM to the current RSS
+        f.write("5")
+    base = _status_kib("VmRSS:")
+    likelihood_training_step(variant, *LT_CONFIGS[config], model, x_1)
+    print(json.dumps({"extra_mib": (_status_kib("VmHWM:") - base) / 1024}))
+
+
+def likelihood_training_table(repeats: int, batch: int = 1024, hidden: int = 64):
+    print("\n## Training through the likelihood (CNF notebook step)\n")
+    print(f"Velocity 3-{hidden}-{hidden}-{hidden}-2 (ELU), batch {batch}, D = 2, exact divergence; "
+          "one step = compute_likelihood(enable_grad=True) + backward. Times: median of "
+          f"{repeats} interleaved repeats in one process; memory: peak RSS growth over one step in a "
+          "fresh child process (Linux VmHWM, reset after the imports).\n")  # fmt: skip
+    print("| solve | variant | time per step (s) | vs ours | model calls: forward / total | "
+          "peak RSS growth (MiB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for config, (method, step) in LT_CONFIGS.items():
+        torch.manual_seed(0)
+        model = CountingCNF(hidden)
+        x_1 = torch.randn(batch, 2)
+        losses, calls = {}, {}
+        for variant in LT_VARIANTS:
+            model.calls = 0
+            losses[variant] = likelihood_training_step(variant, method, step, model, x_1)
+            calls[variant] = (model.last_forward_calls, model.calls)
+        fns = [
+            functools.partial(likelihood_training_step, v, method, step, model, x_1)
+            for v in LT_VARIANTS
+        ]
+        times, _ = interleaved_medians(fns, repeats)
+        for variant, t in zip(LT_VARIANTS, times, strict=True):
+            res = subprocess.run(
+                [sys.executable, __file__, "--lt-child", variant, config, str(batch), str(hidden)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            mib = json.loads(res.stdout.strip().splitlines()[-1])["extra_mib"]
+            fwd, total = calls[variant]
+            print(f"| {config} | {variant} | {t:.3f} | {t / times[0]:.2f}x | {fwd} / {total} "
+                  f"| {mib:.0f} |")  # fmt: skip
+        spread = max(losses.values()) - min(losses.values())
+        print(f"| {config} | (max difference of the three losses: {spread:.1e}) | | | | |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-d256", action="store_true")
-    parser.add_argument("--only", choices=["likelihood", "sampling", "hutchinson", "memory"])
+    parser.add_argument(
+        "--only",
+        choices=["likelihood", "sampling", "hutchinson", "memory", "likelihood-training"],
+    )
+    parser.add_argument("--lt-batch", type=int, default=1024)
+    parser.add_argument("--lt-hidden", type=int, default=64)
     parser.add_argument("--memory-child", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--lt-child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.memory_child:
         memory_child(args.memory_child[0], bool(args.memory_child[1]))
+        return
+    if args.lt_child:
+        variant, config, batch, hidden = args.lt_child
+        likelihood_training_child(variant, config, int(batch), int(hidden))
         return
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.only in (None, "likelihood"):
@@ -230,6 +376,8 @@ def main():
         hutchinson_table()
     if args.only in (None, "memory"):
         memory_table()
+    if args.only in (None, "likelihood-training"):
+        likelihood_training_table(args.repeats, args.lt_batch, args.lt_hidden)
 
 
 if __name__ == "__main__":
