@@ -76,8 +76,8 @@ class TrainConfig:
     ema_decay: float = 0.995
     source: str = "mask"
     scheduler_n: float = 1.0
-    loss: str = "gkl"
-    time_sampling: str = "elbo"
+    loss: str = "ce"
+    time_sampling: str = "uniform"
     dropout: float | None = None
     eval_every: int = 100
     eval_sequences: int = 128
