@@ -115,9 +115,14 @@ def run_demo(out: str | Path = "fm-text-demo", *, steps: int | None = None) -> d
     run = load_run(out / "flow")
     data = prepare_data(run.config, out / "flow", None, write=False)
     tok = run.tokenizer
-    print("\nInfilling (flow): the first and last 24 validation tokens kept, 48 filled in")
-    for i, chunk in enumerate(data.val.chunks(96, 0, 3)):
-        prompt, suffix = tok.decode(chunk[:24].tolist()), tok.decode(chunk[-24:].tolist())
-        sample = sample_run(run, 1, length=96, prompt=prompt, suffix=suffix, seed=i)
+    length = run.config.context
+    keep = length // 4
+    print(
+        f"\nInfilling (flow): the first and last {keep} tokens of validation sequences kept, "
+        f"{length - 2 * keep} filled in"
+    )
+    for i, chunk in enumerate(data.val.chunks(length, 0, 3)):
+        prompt, suffix = tok.decode(chunk[:keep].tolist()), tok.decode(chunk[-keep:].tolist())
+        sample = sample_run(run, 1, length=length, prompt=prompt, suffix=suffix, seed=i)
         print(f"--- sample {i}\n{sample.texts[0]}\n")
     return {"flow": flow, "ar": ar, "ratio": ratio}
