@@ -88,8 +88,8 @@ def docs(session: nox.Session) -> None:
 def demo(session: nox.Session) -> None:
     """Train, sample and evaluate fm-image on scikit-learn's digits; writes demo-digits/.
 
-    The budget is a fixed number of steps (10 000: the same model on any machine), estimated at
-    under 4 minutes of training on an idle 2-core CPU. ``-- --out DIR --steps N`` changes them.
+    The budget is a fixed number of steps (10 000: the same model on any machine); training took
+    133 s on an idle 2-core CPU (benchmarks/RESULTS.md). ``-- --out DIR --steps N`` changes them.
     """
     _install(session, "fm-image", extras="")
     args = session.posargs or ["--out", "demo-digits"]

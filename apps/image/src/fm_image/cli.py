@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fm_core.training import CheckpointError
+from fm_core.training import CheckpointError, exit_process
 from fm_image.config import SCHEDULERS, TIME_SAMPLERS, TrainConfig
 from fm_image.data import DATASETS
 from fm_image.demo import DEMO
@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry_point() -> None:
-    sys.exit(main())
+    exit_process(main())  # sys.exit, or os._exit under torchrun (see exit_process)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
+from fm_core.training import exit_process
 from fm_text.config import LOSSES, MODELS, SOURCES, TIME_SAMPLINGS, TrainConfig, load_config
 from fm_text.model import PRESETS
 
@@ -235,5 +236,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def entry_point() -> None:
+    """The ``fm-text`` console script: sys.exit, or os._exit under torchrun (see exit_process)."""
+    exit_process(main())
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    entry_point()

@@ -6,7 +6,7 @@ import textwrap
 import pytest
 import torch
 
-from fm_core.training import init_distributed, unwrap_model
+from fm_core.training import exit_process, init_distributed, unwrap_model
 
 
 def test_single_process_without_torchrun_environment(monkeypatch):
@@ -88,3 +88,10 @@ def test_two_process_gloo_run_through_torchrun(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "run" / "checkpoints" / "step-00000001" / "model.safetensors").is_file()
+
+
+def test_exit_process_is_sys_exit_in_one_process(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(SystemExit) as info:
+        exit_process(3)
+    assert info.value.code == 3

@@ -28,6 +28,7 @@ from fm_core.training.checkpoint import (  # noqa: E402
 )
 from fm_core.training.distributed import (  # noqa: E402
     DistributedContext,
+    exit_process,
     init_distributed,
     unwrap_model,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "DistributedContext",
     "MetricsLogger",
     "capture_rng_state",
+    "exit_process",
     "init_distributed",
     "load_weights",
     "plot_metrics",

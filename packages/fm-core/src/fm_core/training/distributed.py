@@ -96,19 +96,9 @@ class DistributedContext:
             dist.destroy_process_group()
 
     def exit_process(self, code: int = 0) -> NoReturn:
-        """Close the group, flush stdout/stderr and end this process with ``os._exit(code)``.
-
-        Call it last in a multi-process CLI. With gloo on torch 2.13 a process that returns
-        normally sometimes aborts in a C++ static destructor after all its work is done
-        ("terminate called without an active exception", exit -6): about one two-process run in
-        six on our CPU machines, never in twelve runs that left through ``os._exit``. torchrun then
-        reports the whole job as failed, so we skip interpreter teardown once everything is
-        written and flushed.
-        """
+        """Close the group and end this process: :func:`exit_process`."""
         self.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        exit_process(code)
 
     def __enter__(self) -> DistributedContext:
         return self
@@ -160,3 +150,27 @@ def init_distributed(backend: str | None = None) -> DistributedContext:
         kwargs = {"device_id": device} if device.type == "cuda" else {}
         dist.init_process_group(backend=backend, rank=rank, world_size=world_size, **kwargs)
     return DistributedContext(rank, local_rank, world_size, device, backend)
+
+
+def exit_process(code: int = 0) -> NoReturn:
+    """End a command-line process; under ``torchrun``, without interpreter teardown.
+
+    Call it last in a CLI that may run under ``torchrun`` (the apps' entry points do). In a single
+    process it is ``sys.exit(code)``. In a multi-process run it closes a process group still open,
+    flushes stdout/stderr and calls ``os._exit(code)``: with gloo on torch 2.13 a process that
+    returns normally sometimes aborts in a C++ static destructor after all its work is done
+    ("terminate called without an active exception", exit -6), about one two-process run in six
+    on our CPU machines and never in twelve runs that left through ``os._exit``; torchrun then
+    reports the whole job as failed.
+
+    Args:
+        code: the exit status.
+    """
+    if _env_int("WORLD_SIZE", 1) <= 1:
+        sys.exit(code)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
