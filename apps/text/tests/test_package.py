@@ -21,4 +21,7 @@ def test_declared_fm_dependencies_are_importable():
 
 def test_console_script():
     scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
-    assert scripts["fm-text"] == "fm_text.cli:main"
+    assert scripts["fm-text"] == "fm_text.cli:entry_point"
+    from fm_text.cli import entry_point, main
+
+    assert callable(entry_point) and callable(main)
