@@ -57,7 +57,7 @@ def tests(session: nox.Session, package: str) -> None:
     folder, _ = PACKAGES[package]
     _install(session, package)
     env = {"TRITON_INTERPRET": "1"} if package == "fm-kernels" else {}
-    # Libraries: every `>>>` example in their docstrings runs too (names in <package>/conftest.py).
+    # Libraries: every `>>>` example in their docstrings runs too (names in the root conftest.py).
     doctests = [f"{folder}/src", "--doctest-modules"] if folder.startswith("packages/") else []
     session.run("pytest", f"{folder}/tests", *doctests, *(session.posargs or ["-q"]), env=env)
 

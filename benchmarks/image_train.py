@@ -105,6 +105,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=100, help="samples per sampling measurement")
     ap.add_argument("--models", action="store_true", help="only compare the presets on digits")
+    ap.add_argument(
+        "--sampling-only", action="store_true", help="skip the training-step comparison"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.models:
@@ -117,6 +120,9 @@ def main() -> None:
     )  # fmt: skip
     train(cfg)  # builds the run (config, first checkpoint); not timed
 
+    if args.sampling_only:
+        sampling(cfg, args)
+        return
     splits = load_splits("digits")
     data, labels = splits.train.__getitems__(list(range(len(splits.train))))
     torch.manual_seed(0)
@@ -143,22 +149,29 @@ def main() -> None:
     print(f"| app (`fm_image.train`) | {app_m:.4f} | {', '.join(f'{v:.4f}' for v in app_t)} |")
     print(f"| bare PyTorch | {bare_m:.4f} | {', '.join(f'{v:.4f}' for v in bare_t)} |")
     print(f"\nratio app / bare: **{app_m / bare_m:.3f}** (goal <= 1.05)\n")
+    sampling(cfg, args)
 
+
+def sampling(cfg: TrainConfig, args: argparse.Namespace) -> None:
+    """Seconds per sample at NFE 10/20/50, guidance off and on, repeats alternating off/on."""
     run = load_run(cfg.out, device="cpu")
-    print(f"# sampling, {args.samples} samples, midpoint, seconds per sample (median of 3)")
+    print(
+        f"# sampling, {args.preset}, {args.samples} samples, midpoint, seconds per sample "
+        f"(median of {args.repeats}, off/on alternating), {args.threads} threads"
+    )
     print("| NFE | CFG off | CFG on (w = 1) | on / off |\n|---|---|---|---|")
     lab = torch.arange(args.samples) % 10
     for nfe in (10, 20, 50):
-        row = []
-        for w in (0.0, 1.0):
-            times = []
-            for r in range(3):
+        times: dict[float, list[float]] = {0.0: [], 1.0: []}
+        run.flow.sample(run.model, lab, nfe=nfe, cfg_scale=1.0)  # warm-up
+        for r in range(args.repeats):
+            for w in (0.0, 1.0):
                 g = torch.Generator().manual_seed(r)
                 t0 = time.perf_counter()
                 run.flow.sample(run.model, lab, nfe=nfe, cfg_scale=w, generator=g)
-                times.append((time.perf_counter() - t0) / args.samples)
-            row.append(statistics.median(times))
-        print(f"| {nfe} | {row[0]:.2e} | {row[1]:.2e} | {row[1] / row[0]:.2f} |")
+                times[w].append((time.perf_counter() - t0) / args.samples)
+        off, on = statistics.median(times[0.0]), statistics.median(times[1.0])
+        print(f"| {nfe} | {off:.2e} | {on:.2e} | {on / off:.2f} |")
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def test_bad_inputs_touch_nothing(capsys, tmp_path, flow_run, ar_run, corpus):
         (["evaluate", "--run", run, "--num-samples", "0"], "num-samples"),
         (["demo", "--out", str(unreadable)], "not a folder"),
         (["demo", "--steps", "0"], "steps"),
+        (["demo", "--data", str(tmp_path / "no-such-corpus")], "data"),
     ]
     for argv, match in cases:
         _fails(capsys, argv, match)

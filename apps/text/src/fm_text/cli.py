@@ -80,11 +80,10 @@ def _add_train_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         help="torch.compile the model",
     )
     parser.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_false",
+        "--progress",
+        action=argparse.BooleanOptionalAction,
         default=argparse.SUPPRESS if suppress else True,
-        help="hide the progress bar",
+        help="progress bar",
     )
 
 
@@ -132,10 +131,18 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default="fm-text-demo", help="folder of the two runs")
     p.add_argument(
+        "--data",
+        default="pydoc",
+        help="corpus of both runs: pydoc, pystdlib, or a local text file or folder",
+    )
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=True, help="progress bars"
+    )
+    p.add_argument(
         "--steps",
         type=int,
         default=None,
-        help="optimiser steps of each model (default: the demo's)",
+        help="optimiser steps of each model (None: the demo's 6000)",
     )
     return parser
 
@@ -222,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from fm_text.demo import run_demo
 
-            run_demo(args.out, steps=args.steps)
+            run_demo(args.out, steps=args.steps, data=args.data, progress=args.progress)
     except UsageError as exc:
         print(str(exc).splitlines()[0], file=sys.stderr)
         return 2

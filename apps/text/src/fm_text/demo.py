@@ -1,4 +1,6 @@
-"""``fm-text demo``: train the flow model and the autoregressive baseline on pydoc, compare them.
+"""``fm-text demo``: train the flow model and the autoregressive baseline, compare them.
+
+The corpus is ``pydoc`` unless ``data`` names another (``pystdlib``, a local file or folder).
 
 Both models get the same tokenizer, data, size and number of optimiser steps (a step budget, never a
 time budget, so the demo does the same work on any machine); each is scored at its best validation
@@ -25,6 +27,8 @@ __all__ = ["DEMO_AR", "DEMO_FLOW", "ratio_by_step", "run_demo"]
 DEMO_STEPS = 6000
 DEMO_FLOW: dict = {"data": "pydoc", "model": "flow"}
 DEMO_AR: dict = {"data": "pydoc", "model": "ar", "patience": 4}
+#: Validation sequences scored at the end (pydoc has 218; a large corpus is capped).
+DEMO_EVAL_SEQUENCES = 2048
 
 
 def _train_or_reuse(run_dir: Path, settings: dict, steps: int) -> None:
@@ -77,8 +81,20 @@ def ratio_by_step(flow_dir: Path, ar_dir: Path) -> list[dict]:
     return rows
 
 
-def run_demo(out: str | Path = "fm-text-demo", *, steps: int | None = None) -> dict:
+def run_demo(
+    out: str | Path = "fm-text-demo",
+    *,
+    steps: int | None = None,
+    data: str = "pydoc",
+    progress: bool = True,
+) -> dict:
     """Train both models (or reuse finished runs) into ``out/flow`` and ``out/ar``, print a comparison.
+
+    Args:
+        out: folder of the two runs.
+        steps: optimiser steps of each model (default: ``DEMO_STEPS``).
+        data: corpus of both runs (``pydoc``, ``pystdlib``, a local text file or folder).
+        progress: show the training progress bars.
 
     Returns:
         ``{"flow": {...}, "ar": {...}, "ratio": flow ppl_bound / ar perplexity}``.
@@ -89,14 +105,22 @@ def run_demo(out: str | Path = "fm-text-demo", *, steps: int | None = None) -> d
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out: {out} is not a folder")
+    if not isinstance(data, str) or not data:
+        raise ValueError(f"data: expected pydoc, pystdlib or a path, got {data!r}")
+    if data not in ("pydoc", "pystdlib") and not Path(data).exists():
+        raise ValueError(f"data: {data} does not exist (expected pydoc, pystdlib or a path)")
     if "OMP_NUM_THREADS" not in os.environ:
-        # One thread: the tiny model's matrices are too small to share; on the 2-core machine under
-        # load (average 4) one thread ran 15.0 steps/s and two threads 3.8 (400 steps each).
+        # One thread: the same model on any machine whatever its core count (reduction order), and
+        # robust to load. Measured on 2 cores, 400 steps: idle, two threads ran 23.9 steps/s and
+        # one 16.1 (1.48x); under load (average 4) two threads ran 3.8 and one 15.0. Set
+        # OMP_NUM_THREADS to use more threads on a machine of your own.
         torch.set_num_threads(1)
-    _train_or_reuse(out / "ar", DEMO_AR, steps)
-    _train_or_reuse(out / "flow", DEMO_FLOW, steps)
-    ar = evaluate_run(load_run(out / "ar"))
-    flow = evaluate_run(load_run(out / "flow"), judge=out / "ar")
+    extra = {"data": data, "progress": progress}
+    _train_or_reuse(out / "ar", {**DEMO_AR, **extra}, steps)
+    _train_or_reuse(out / "flow", {**DEMO_FLOW, **extra}, steps)
+    cap = DEMO_EVAL_SEQUENCES
+    ar = evaluate_run(load_run(out / "ar"), max_sequences=cap)
+    flow = evaluate_run(load_run(out / "flow"), judge=out / "ar", max_sequences=cap)
     ratio = flow["ppl_bound"] / ar["ppl_bound"]
     rows = [
         ("best step", "step", "{:d}"),
@@ -110,7 +134,10 @@ def run_demo(out: str | Path = "fm-text-demo", *, steps: int | None = None) -> d
     for label, key, fmt in rows:
         print(f"{label:26}{fmt.format(flow[key]):>12}{fmt.format(ar[key]):>12}")
     print(f"{'gen ppl (judge: ar)':26}{flow['gen_ppl']:>12.1f}{'-':>12}")
-    print(f"\nflow ppl bound / ar ppl = {ratio:.2f} (each at its best validation checkpoint)")
+    print(
+        f"\nflow ppl bound / ar ppl = {ratio:.2f} (each at its best validation checkpoint, "
+        f"{flow['tokens']} validation tokens of {data})"
+    )
     print("\nBest validation perplexity so far (training-time estimate), by step:")
     print(f"{'step':>6}{'flow min':>10}{'ar min':>8}{'flow':>9}{'ar':>9}{'ratio':>7}")
     for r in ratio_by_step(out / "flow", out / "ar"):

@@ -69,14 +69,7 @@ def evaluate_run(
     chunks = data.val.chunks(cfg.context, 0, max_sequences)
     objective = None
     if cfg.model == "flow":
-        objective = FlowObjective(
-            source=cfg.source,
-            vocab_size=tok.vocab_size,
-            mask_id=tok.mask_id,
-            scheduler_n=cfg.scheduler_n,
-            loss=cfg.loss,
-            time_sampling=cfg.time_sampling,
-        )
+        objective = FlowObjective.from_config(cfg, tok)
     nll = validation_nll(
         run.net,
         cfg,

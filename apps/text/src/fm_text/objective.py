@@ -16,6 +16,8 @@ tokens (their exact posterior): only masked positions carry loss.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -29,6 +31,10 @@ from fm_discrete import (
     mask_source_p,
     uniform_source_p,
 )
+
+if TYPE_CHECKING:
+    from fm_text.config import TrainConfig
+    from fm_text.data.tokenizer import TextTokenizer
 
 __all__ = [
     "FlowObjective",
@@ -107,6 +113,18 @@ class FlowObjective:
         self.time_sampling = time_sampling
         self.gkl = MixturePathGeneralizedKL(self.path, reduction="none")
         self.ce = MixturePathCrossEntropy(reduction="none", only_changed=source == "mask")
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, tokenizer: TextTokenizer) -> FlowObjective:
+        """The objective a run's ``TrainConfig`` and tokenizer describe."""
+        return cls(
+            source=config.source,
+            vocab_size=tokenizer.vocab_size,
+            mask_id=tokenizer.mask_id,
+            scheduler_n=config.scheduler_n,
+            loss=config.loss,
+            time_sampling=config.time_sampling,
+        )
 
     def _times(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Stratified times ``t`` ``[B]`` and importance weights ``[B]`` (relative to $t \\sim U$)."""

@@ -129,14 +129,7 @@ def sample_run(
 
 def _sample_flow(run, template, fixed, batch, steps, temperature, generator, device) -> Tensor:
     cfg, tok = run.config, run.tokenizer
-    objective = FlowObjective(
-        source=cfg.source,
-        vocab_size=tok.vocab_size,
-        mask_id=tok.mask_id,
-        scheduler_n=cfg.scheduler_n,
-        loss=cfg.loss,
-        time_sampling=cfg.time_sampling,
-    )
+    objective = FlowObjective.from_config(cfg, tok)
     model = _Tempered(PosteriorModel(run.net, tok.mask_id, cfg.source == "mask"), temperature)
     solver = MixtureDiscreteEulerSolver(
         model,

@@ -150,14 +150,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
     )
     objective = None
     if config.model == "flow":
-        objective = FlowObjective(
-            source=config.source,
-            vocab_size=tok.vocab_size,
-            mask_id=tok.mask_id,
-            scheduler_n=config.scheduler_n,
-            loss=config.loss,
-            time_sampling=config.time_sampling,
-        )
+        objective = FlowObjective.from_config(config, tok)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + ctx.rank)
     checkpointer = Checkpointer(run_dir, keep=2)
     best_ckpt = Checkpointer(best_dir(run_dir), keep=1)
