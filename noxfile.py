@@ -22,7 +22,7 @@ PACKAGES: dict[str, tuple[str, list[str]]] = {
     "fm-riemann": ("packages/fm-riemann", ["fm-core"]),
     "fm-kernels": ("packages/fm-kernels", []),
     "fm-image": ("apps/image", ["fm-core", "fm-discrete"]),
-    "fm-text": ("apps/text", ["fm-core", "fm-discrete"]),
+    "fm-text": ("apps/text", ["fm-core", "fm-discrete", "fm-kernels"]),  # kernels: [test] extra
 }
 
 DOCS_REQUIREMENTS = [
@@ -56,7 +56,8 @@ def tests(session: nox.Session, package: str) -> None:
     """One package's tests, with only that package and its declared dependencies installed."""
     folder, _ = PACKAGES[package]
     _install(session, package)
-    env = {"TRITON_INTERPRET": "1"} if package == "fm-kernels" else {}
+    # Triton kernels run under the CPU interpreter (fm-text's fused loss is compared through it).
+    env = {"TRITON_INTERPRET": "1"} if package in ("fm-kernels", "fm-text") else {}
     # Libraries: every `>>>` example in their docstrings runs too (names in the root conftest.py).
     doctests = [f"{folder}/src", "--doctest-modules"] if folder.startswith("packages/") else []
     session.run("pytest", f"{folder}/tests", *doctests, *(session.posargs or ["-q"]), env=env)

@@ -4,6 +4,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+import torch
+from safetensors.torch import load_file
+
 from fm_core.training import read_metrics
 
 
@@ -20,3 +24,28 @@ def test_two_process_ddp_run(tmp_path, corpus, tiny_options):
     assert (out / "checkpoints" / "step-00000004").is_dir()
     rows = read_metrics(out / "metrics.jsonl")
     assert [r["step"] for r in rows if "loss" in r] == [2, 4]  # one writer: no duplicated lines
+
+
+def test_two_process_ddp_with_the_fused_loss(tmp_path, corpus, tiny_options):
+    """The fused loss uses the head's weight outside DDP's forward: its gradient is still reduced.
+
+    Two-process runs with and without fusion end with the same weights (same seeds, same data);
+    rank 0 writes the checkpoint, so a head updated from rank 0's gradient alone would differ.
+    """
+    pytest.importorskip("fm_kernels", reason="the fused loss needs fm-kernels")
+    weights = {}
+    for fused in ("on", "off"):
+        out = tmp_path / fused
+        cmd = [
+            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+            "-m", "fm_text.cli", "train", "--data", str(corpus), "--out", str(out),
+            *tiny_options, "--steps", "3", "--eval-every", "3", "--loss", "gkl",
+            "--fused-loss", fused,
+        ]  # fmt: skip
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        weights[fused] = load_file(str(out / "checkpoints" / "step-00000003" / "model.safetensors"))
+    assert weights["on"].keys() == weights["off"].keys()
+    for key in weights["off"]:
+        torch.testing.assert_close(weights["on"][key], weights["off"][key], rtol=1e-4, atol=1e-6)

@@ -12,7 +12,15 @@ from dataclasses import fields
 from pathlib import Path
 
 from fm_core.training import exit_process
-from fm_text.config import LOSSES, MODELS, SOURCES, TIME_SAMPLINGS, TrainConfig, load_config
+from fm_text.config import (
+    FUSED_LOSS,
+    LOSSES,
+    MODELS,
+    SOURCES,
+    TIME_SAMPLINGS,
+    TrainConfig,
+    load_config,
+)
 from fm_text.model import PRESETS
 
 __all__ = ["build_parser", "main"]
@@ -57,6 +65,12 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
     "loss": (str, LOSSES, "gkl: generalized KL (ELBO); ce: cross-entropy"),
     "time_sampling": (str, TIME_SAMPLINGS, "variable in which training times are stratified"),
     "dropout": (float, None, "dropout (default: 0.1 for ar, 0 for flow)"),
+    "fused_loss": (
+        str,
+        FUSED_LOSS,
+        "generalized KL fused with the output projection by fm-kernels, so the logits never "
+        "exist (needs --loss gkl); auto: on CUDA when fm-kernels is installed",
+    ),
     "eval_every": (int, None, "steps between validation evaluations and checkpoints"),
     "eval_sequences": (int, None, "validation sequences scored during training"),
     "eval_time_samples": (int, None, "ELBO time samples per sequence during training"),

@@ -14,6 +14,7 @@ MODELS = ("flow", "ar")
 SOURCES = ("mask", "uniform")
 LOSSES = ("gkl", "ce")
 TIME_SAMPLINGS = ("uniform", "kappa", "elbo")
+FUSED_LOSS = ("auto", "on", "off")
 
 #: Fields a resumed run may change; every other field must match the stored config.
 RESUMABLE_FIELDS = (
@@ -22,6 +23,7 @@ RESUMABLE_FIELDS = (
     "log_every",
     "patience",
     "compile",
+    "fused_loss",
     "progress",
     "cache_dir",
 )
@@ -50,6 +52,9 @@ class TrainConfig:
             ($\\kappa = 1 - w^2$, $w$ uniform), each stratified over the batch and importance-weighted
             so that the generalized KL stays an unbiased ELBO estimate.
         dropout: dropout of the transformer (``None``: 0.1 for ``ar``, 0 for ``flow``).
+        fused_loss: ``on``: the generalized KL fused with the output projection by fm-kernels (the
+            logits never exist; needs ``loss="gkl"`` and fm-kernels); ``auto``: on for ``gkl`` flow
+            runs on CUDA when fm-kernels is installed; ``off``: never.
         eval_every: steps between validation evaluations (and checkpoints).
         patience: stop after this many evaluations without a better validation score (0: never).
         cache_dir: folder of the token caches (``RUN_DIR/cache`` when ``None``).
@@ -86,6 +91,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     compile: bool = False
+    fused_loss: str = "auto"
     progress: bool = True
     cache_dir: str | None = None
 
@@ -98,6 +104,12 @@ class TrainConfig:
         _choice("source", self.source, SOURCES)
         _choice("loss", self.loss, LOSSES)
         _choice("time_sampling", self.time_sampling, TIME_SAMPLINGS)
+        _choice("fused_loss", self.fused_loss, FUSED_LOSS)
+        if self.fused_loss == "on" and (self.model != "flow" or self.loss != "gkl"):
+            raise ValueError(
+                "fused_loss 'on' fuses the flow model's generalized KL: it needs model 'flow' and "
+                f"loss 'gkl', got model {self.model!r} and loss {self.loss!r}"
+            )
         _choice("preset", self.preset, tuple(PRESETS))
         for name in ("steps", "context", "batch_size", "eval_every", "eval_sequences"):
             _positive_int(name, getattr(self, name))

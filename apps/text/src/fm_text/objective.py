@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fm_core.path.scheduler import PolynomialConvexScheduler
+from fm_core.training import unwrap_model
 from fm_discrete import (
     MixtureDiscreteProbPath,
     MixturePathCrossEntropy,
@@ -42,6 +43,7 @@ __all__ = [
     "ar_inputs",
     "ar_nll",
     "ar_token_logits",
+    "fused_loss_available",
     "source_distribution",
 ]
 
@@ -74,6 +76,20 @@ class PosteriorModel(nn.Module):
         return logits
 
 
+def fused_loss_available(raise_error: bool = False) -> bool:
+    """Whether fm-kernels (the fused generalized-KL-with-linear loss) is importable."""
+    try:
+        import fm_kernels  # noqa: F401
+    except ImportError:
+        if raise_error:
+            raise ValueError(
+                "fused_loss: needs fm-kernels (pip install fm-text[kernels]), which is not "
+                "installed"
+            ) from None
+        return False
+    return True
+
+
 def source_distribution(source: str, vocab_size: int, mask_id: int) -> Tensor:
     """$p_0$ ``[V]``: one-hot at the mask, or uniform over every id but the mask."""
     if source == "mask":
@@ -93,6 +109,12 @@ class FlowObjective:
         scheduler_n: exponent of ``PolynomialConvexScheduler``.
         loss: ``"gkl"`` or ``"ce"``.
         time_sampling: ``"uniform"``, ``"kappa"`` or ``"elbo"``.
+        fused: compute the generalized KL (``loss="gkl"`` only) from the network's final hidden
+            states with ``fm_kernels.generalized_kl_linear``: the ``[B·L, V]`` logits are never
+            materialised (the Triton kernel on CUDA, fm-kernels' torch reference elsewhere).
+            Needs fm-kernels (``pip install fm-text[kernels]``).
+        kernel_backend: fm-kernels' ``backend`` for the fused loss (``"auto"``, ``"torch"``,
+            ``"triton"``).
     """
 
     def __init__(
@@ -104,7 +126,18 @@ class FlowObjective:
         scheduler_n: float,
         loss: str,
         time_sampling: str,
+        fused: bool = False,
+        kernel_backend: str = "auto",
     ) -> None:
+        if fused and loss != "gkl":
+            raise ValueError(
+                f"fused_loss: the fused kernel computes the generalized KL; use loss 'gkl', "
+                f"got {loss!r}"
+            )
+        if fused:
+            fused_loss_available(raise_error=True)
+        self.fused = fused
+        self.kernel_backend = kernel_backend
         self.path = MixtureDiscreteProbPath(PolynomialConvexScheduler(scheduler_n))
         self.source = source
         self.mask_id = mask_id
@@ -115,7 +148,9 @@ class FlowObjective:
         self.ce = MixturePathCrossEntropy(reduction="none", only_changed=source == "mask")
 
     @classmethod
-    def from_config(cls, config: TrainConfig, tokenizer: TextTokenizer) -> FlowObjective:
+    def from_config(
+        cls, config: TrainConfig, tokenizer: TextTokenizer, *, fused: bool = False
+    ) -> FlowObjective:
         """The objective a run's ``TrainConfig`` and tokenizer describe."""
         return cls(
             source=config.source,
@@ -124,6 +159,7 @@ class FlowObjective:
             scheduler_n=config.scheduler_n,
             loss=config.loss,
             time_sampling=config.time_sampling,
+            fused=fused,
         )
 
     def _times(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -146,12 +182,45 @@ class FlowObjective:
         x_0 = torch.multinomial(self.p0, x_1.numel(), replacement=True, generator=generator)
         x_0 = x_0.view_as(x_1).to(x_1.device)
         sample = self.path.sample(x_0, x_1, t)
+        if self.fused:
+            return self._fused_gkl(model, x_1, sample.x_t, t, weight)
         logits = model(x=sample.x_t, t=t)
         if self.loss_kind == "gkl":
             per_token = self.gkl(logits.float(), x_1, sample.x_t, t) * weight.unsqueeze(-1)
         else:
             per_token = self.ce(logits.float(), x_1, sample.x_t, t)
         return per_token.mean()
+
+    def _fused_gkl(
+        self, model: PosteriorModel, x_1: Tensor, x_t: Tensor, t: Tensor, weight: Tensor
+    ) -> Tensor:
+        """The generalized KL of ``loss`` with the output projection fused into the kernel.
+
+        ``PosteriorModel``'s logit edits become kernel inputs: the mask token's logit is a
+        $-\\infty$ bias, and positions the mask source leaves unmasked (their copied posterior
+        gives a zero loss) get a zero jump coefficient.
+        """
+        from fm_kernels import generalized_kl_linear
+
+        hidden = model.net(x_t, t, return_hidden=True)
+        head = unwrap_model(model.net).head
+        v = head.weight.shape[0]
+        coeff = (self.gkl.path.jump_coefficient(t, self.gkl.eps) * weight).unsqueeze(-1)
+        coeff = coeff.expand_as(x_1)
+        if model.mask_source:
+            coeff = coeff * (x_t == model.mask_id)
+        bias = torch.zeros(v, dtype=hidden.dtype, device=hidden.device)
+        bias[model.mask_id] = -torch.inf
+        return generalized_kl_linear(
+            hidden.reshape(-1, hidden.shape[-1]),
+            head.weight.to(hidden.dtype),
+            x_1.reshape(-1),
+            x_t.reshape(-1),
+            coeff.reshape(-1).float(),
+            bias=bias,
+            reduction="mean",
+            backend=self.kernel_backend,
+        )
 
     def elbo(self, num_time_samples: int, seed: int = 0) -> MixturePathELBO:
         """fm-discrete's ``MixturePathELBO`` on this path and source."""

@@ -31,7 +31,7 @@ from fm_core.training import (
 )
 from fm_text.config import RESUMABLE_FIELDS, TrainConfig, load_config
 from fm_text.model import TextTransformer
-from fm_text.objective import FlowObjective, PosteriorModel, ar_nll
+from fm_text.objective import FlowObjective, PosteriorModel, ar_nll, fused_loss_available
 from fm_text.run import best_dir, prepare_data
 
 __all__ = ["check_resume", "train", "validation_nll"]
@@ -103,6 +103,8 @@ def train(config: TrainConfig, run_dir: str | Path) -> dict:
     """Train (or resume) a run; returns a summary (last step, best validation NLL and its step)."""
     run_dir = Path(run_dir)
     cache_dir = config.cache_dir
+    if config.fused_loss == "on":
+        fused_loss_available(raise_error=True)  # before any work
     start = check_resume(config, run_dir)
     ctx = init_distributed()
     try:
@@ -150,7 +152,13 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
     )
     objective = None
     if config.model == "flow":
-        objective = FlowObjective.from_config(config, tok)
+        fused = config.fused_loss == "on" or (
+            config.fused_loss == "auto"
+            and config.loss == "gkl"
+            and device.type == "cuda"
+            and fused_loss_available()
+        )
+        objective = FlowObjective.from_config(config, tok, fused=fused)
     generator = torch.Generator().manual_seed(config.seed * 1_000_003 + ctx.rank)
     checkpointer = Checkpointer(run_dir, keep=2)
     best_ckpt = Checkpointer(best_dir(run_dir), keep=1)

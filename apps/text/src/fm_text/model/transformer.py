@@ -249,16 +249,25 @@ class TextTransformer(nn.Module):
         angles = 1000.0 * t.float().unsqueeze(-1) * freqs
         return self.time_mlp(torch.cat((angles.cos(), angles.sin()), dim=-1))
 
-    def forward(self, x: Tensor, t: Tensor | None = None, cache: KVCache | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | None = None,
+        cache: KVCache | None = None,
+        *,
+        return_hidden: bool = False,
+    ) -> Tensor:
         """Logits at every position.
 
         Args:
             x: token ids, long ``[B, L]`` with ``L <= context`` (minus cached positions).
             t: times ``[B]`` in $[0, 1]$ (flow model); ``None`` means 0 (the autoregressive model).
             cache: a ``KVCache`` to read and extend (causal models, incremental decoding).
+            return_hidden: return the final hidden states ``[B, L, dim]`` that ``head`` maps to
+                the logits, for a loss fused with the output projection (the logits never exist).
 
         Returns:
-            Logits ``[B, L, vocab_size]``.
+            Logits ``[B, L, vocab_size]`` (hidden states ``[B, L, dim]`` with ``return_hidden``).
         """
         b, n = x.shape
         start = cache.length if cache is not None else 0
@@ -276,4 +285,5 @@ class TextTransformer(nn.Module):
         if cache is not None:
             cache.length += n
         shift, scale = self.final_ada(c).unsqueeze(1).chunk(2, dim=-1)
-        return self.head(self.norm(h) * (1 + scale) + shift)
+        hidden = self.norm(h) * (1 + scale) + shift
+        return hidden if return_hidden else self.head(hidden)
