@@ -10,9 +10,13 @@ def test_version_comes_from_the_distribution():
 
 
 def test_declared_fm_dependencies_are_importable():
-    fm_deps = [r.split("==")[0].split("[")[0] for r in requires("fm-text") if r.startswith("fm-")]
+    reqs = [r for r in requires("fm-text") if r.startswith("fm-")]
+    fm_deps = [r.split("==")[0].split("[")[0] for r in reqs if "extra ==" not in r]
     assert set(fm_deps) == {"fm-core", "fm-discrete"}
-    for dist in fm_deps:
+    # fm-kernels is optional (the fused loss): the kernels extra, and the test extra runs it.
+    optional = {r.split("==")[0] for r in reqs if "extra ==" in r}
+    assert optional == {"fm-kernels"}
+    for dist in [*fm_deps, "fm-kernels"]:
         __import__(dist.replace("-", "_"))
     import fm_core.training  # the train extra is declared: fm-core[train]
 
