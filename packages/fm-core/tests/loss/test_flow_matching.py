@@ -151,7 +151,10 @@ def test_triton_backend_dispatches_with_kernel_signature(monkeypatch):
     calls = {}
 
     class Fake:
-        INTERPRETED = True  # CPU tensors reach a kernel only under Triton's interpreter
+        class _dispatch:  # fm-kernels' rule, as under Triton's interpreter: CPU tensors pass
+            @staticmethod
+            def resolve_backend(backend, tensors, name):
+                return "triton"
 
         @staticmethod
         def fm_loss(

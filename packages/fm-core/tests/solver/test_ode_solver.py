@@ -357,3 +357,13 @@ def test_likelihood_of_a_field_that_does_not_depend_on_x(divergence):
     x_0, log_p1 = solver.compute_likelihood(x_1, std_normal_log_prob, 0.25, divergence=divergence)
     torch.testing.assert_close(x_0, x_1)
     torch.testing.assert_close(log_p1, std_normal_log_prob(x_1))
+
+
+@pytest.mark.parametrize("estimator", ["exact", "hutchinson"])
+def test_divergence_estimators_refuse_a_u_without_a_graph(estimator):
+    from fm_core.solver import ExactDivergence, HutchinsonDivergence
+
+    x = torch.randn(3, 2, requires_grad=True)
+    div = ExactDivergence(x) if estimator == "exact" else HutchinsonDivergence(x, 2)
+    with pytest.raises(ValueError, match="u must be computed from x with autograd on"):
+        div((2 * x).detach(), x)

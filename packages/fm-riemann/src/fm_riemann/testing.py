@@ -1,5 +1,6 @@
 """Test helpers for manifold code: random points on every supported manifold, and
-``ManifoldTests``, the properties every manifold passes (the suite needs pytest).
+``ManifoldTests``, the properties every manifold passes (run by pytest; the module itself does
+not import pytest, so the examples can use its helpers without it).
 
 ``ManifoldTests`` lives here rather than in ``fm_core.testing`` because its defaults draw points
 on geoopt manifolds, and fm-core does not depend on geoopt.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import math
 
 import geoopt
-import pytest
 import torch
 
 from fm_riemann.manifolds import (
@@ -140,7 +140,7 @@ class TimeMLP(torch.nn.Module):
 class ManifoldTests:
     """Properties every manifold passes, in float64 (geoopt's property tests, as a suite).
 
-    Subclass as ``class TestMine(ManifoldTests)`` and provide the ``manifold`` fixture; override
+    Subclass as ``class TestMine(ManifoldTests)`` and provide a ``manifold`` pytest fixture; override
     ``make_points(manifold, batch, generator)`` for a manifold ``random_points`` does not know
     (points ``[batch, *point_shape]`` in float64, away from cut loci), and ``assert_same_point``
     where coordinates of one point are not unique (the torus's angles are compared modulo
@@ -151,10 +151,6 @@ class ManifoldTests:
     """
 
     atol: float = 1e-7
-
-    @pytest.fixture
-    def manifold(self):
-        raise NotImplementedError("subclasses provide the manifold fixture")
 
     def make_points(self, manifold, batch: int, generator: torch.Generator) -> torch.Tensor:
         return random_points(manifold, batch, torch.float64, generator)

@@ -105,3 +105,12 @@ def test_same_samples_as_the_reference_manifold():
     ref = RefPath(CondOTScheduler(), RefCircle()).sample(x_0, x_1, t)
     torch.testing.assert_close(ours.x_t, ref.x_t)
     torch.testing.assert_close(ours.dx_t, ref.dx_t)
+
+
+def test_inner_keeps_the_batch_shape_with_and_without_keepdim():
+    m = Circle()
+    x = m.projx(torch.randn(5, 2))
+    u = m.proju(x, torch.randn(5, 2))
+    assert m.inner(x, u).shape == (5,)
+    assert m.inner(x, u, keepdim=True).shape == (5, 1)
+    torch.testing.assert_close(m.inner(x, u, keepdim=True).squeeze(-1), (u * u).sum(-1))

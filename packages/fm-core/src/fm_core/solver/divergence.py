@@ -61,8 +61,11 @@ class ExactDivergence:
 
     def __call__(self, u: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
         """Return the divergence, shape ``[B]``, of ``u`` (computed from ``x`` with grad on)."""
-        if not u.requires_grad:  # a field that does not depend on x (e.g. zero): divergence 0
-            return torch.zeros(x.shape[0], dtype=u.dtype, device=u.device)
+        if not u.requires_grad:
+            raise ValueError(
+                "u must be computed from x with autograd on (u.requires_grad is False); a field "
+                "that does not depend on x has divergence 0"
+            )
         total = None
         last = len(self._bounds) - 1
         for i, (s, e) in enumerate(self._bounds):
@@ -118,8 +121,11 @@ class HutchinsonDivergence:
 
     def __call__(self, u: Tensor, x: Tensor, create_graph: bool = False) -> Tensor:
         """Return the estimate, shape ``[B]``, of the divergence of ``u`` with respect to ``x``."""
-        if not u.requires_grad:  # a field that does not depend on x: divergence 0
-            return torch.zeros(x.shape[0], dtype=u.dtype, device=u.device)
+        if not u.requires_grad:
+            raise ValueError(
+                "u must be computed from x with autograd on (u.requires_grad is False); a field "
+                "that does not depend on x has divergence 0"
+            )
         (g,) = torch.autograd.grad(
             u, x, self.probes, retain_graph=create_graph, create_graph=create_graph,
             is_grads_batched=True,

@@ -167,7 +167,12 @@ class ODESolver(Solver):
                 if not (graph and x_t.requires_grad):
                     x_t = x_t.detach().requires_grad_(True)
                 u = call(x_t, t)
-                div = estimator(u, x_t, create_graph=graph)
+                # A velocity with no graph to x_t (u = 0, a constant field) has divergence 0.
+                div = (
+                    estimator(u, x_t, create_graph=graph)
+                    if u.requires_grad
+                    else u.new_zeros(len(u))
+                )
             if not graph:
                 u, div = u.detach(), div.detach()
             return u, div.to(y[1].dtype)

@@ -59,7 +59,8 @@ def check_time_grid(time_grid: Tensor, name: str = "time_grid") -> None:
 
 
 def fixed_step_grid(time_grid: Tensor, step_size: float | None) -> tuple[Tensor, list[int]]:
-    """Refine ``time_grid`` so that no step exceeds ``step_size`` and every grid time is hit exactly.
+    """Refine ``time_grid`` so that no step exceeds ``step_size`` (by more than float rounding,
+    1e-6 relative) and every grid time is hit exactly.
 
     Each interval ``[t_i, t_{i+1}]`` is cut into ``ceil(|t_{i+1} - t_i| / step_size)`` equal steps.
     An interval may exceed ``n * step_size`` by up to 1e-6 in time before it gets another step,

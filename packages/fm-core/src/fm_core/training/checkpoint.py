@@ -218,8 +218,9 @@ class Checkpointer:
     ) -> CheckpointState:
         """Load a checkpoint (the newest by default) into the given objects.
 
-        Everything is read and checked before anything is modified, so a corrupt checkpoint leaves
-        the objects as they were.
+        The weight files are read and checked against the modules' keys and shapes before any
+        module is modified, so a corrupt or mismatched weight file leaves the objects as they
+        were; the optimizer and scheduler states are checked by their own ``load_state_dict``.
 
         Args:
             model: receives ``model.safetensors`` (strictly: every key, every shape).

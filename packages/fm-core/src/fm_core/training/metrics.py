@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -134,14 +135,19 @@ def plot_metrics(
     out_png: str | os.PathLike,
     *,
     keys: Iterable[str] = ("loss",),
+    smooth: Iterable[str] | None = None,
     title: str | None = None,
 ) -> Path:
     """Plot metrics against step (raw values faint, a running mean on top) into a PNG.
+
+    A panel whose values span more than a factor of 10 gets a logarithmic axis.
 
     Args:
         metrics_jsonl: a file written by :class:`MetricsLogger`.
         out_png: the picture to write (atomically).
         keys: the metrics to draw, one panel each.
+        smooth: the keys that get a running mean (default: all). Leave out metrics measured
+            rarely and without noise, such as a validation score: a trailing mean only lags them.
         title: a title for the figure.
 
     Returns:
@@ -153,6 +159,7 @@ def plot_metrics(
     import matplotlib.pyplot as plt
 
     keys = list(keys)
+    smooth = set(keys if smooth is None else smooth)
     rows = read_metrics(metrics_jsonl)
     fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.4), squeeze=False)
     for ax, key in zip(axes[0], keys):
@@ -160,15 +167,18 @@ def plot_metrics(
         points = [(s, v) for s, v in points if math.isfinite(v)]
         if points:
             steps, values = zip(*points)
-            ax.plot(steps, values, color="tab:blue", alpha=0.3, lw=1, label=key)
-            width = max(len(values) // 20, 1)
-            smooth = [
-                sum(values[max(0, i - width + 1) : i + 1])
-                / len(values[max(0, i - width + 1) : i + 1])
-                for i in range(len(values))
-            ]
-            ax.plot(steps, smooth, color="tab:blue", lw=2, label=f"{key} (running mean)")
-            if min(values) > 0 and max(values) / min(values) > 20:
+            if key in smooth:
+                ax.plot(steps, values, color="tab:blue", alpha=0.3, lw=1, label=key)
+                width = max(len(values) // 20, 1)
+                sums = [0.0, *itertools.accumulate(values)]
+                mean = [
+                    (sums[i + 1] - sums[max(0, i - width + 1)]) / min(i + 1, width)
+                    for i in range(len(values))
+                ]
+                ax.plot(steps, mean, color="tab:blue", lw=2, label=f"{key} (running mean)")
+            else:
+                ax.plot(steps, values, color="tab:blue", lw=2, marker=".", ms=3, label=key)
+            if min(values) > 0 and max(values) / min(values) > 10:
                 ax.set_yscale("log")
             ax.legend(loc="upper right", fontsize=8)
         ax.set_xlabel("step")

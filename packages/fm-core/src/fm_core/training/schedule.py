@@ -13,7 +13,7 @@ def warmup_cosine_schedule(
 ) -> LambdaLR:
     r"""Linear warmup from 0 over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` × lr.
 
-    The factor at step $s$ is $s/w$ during warmup, then
+    The factor at step $s$ is $(s+1)/(w+1)$ during warmup (never 0, reaching 1 at $s = w$), then
     $r + (1-r)\,\tfrac12(1+\cos(\pi\,p))$ with $p = (s-w)/(T-w)$ clamped to $[0, 1]$.
     Past ``total_steps`` the factor stays at $r$, so a run extended by resuming keeps a valid rate.
 

@@ -41,7 +41,7 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
     - ``"auto"``: a kernel when fm-kernels imports and every tensor is on CUDA, in eager mode;
       torch otherwise (also while ``torch.compile`` traces), quietly.
     - ``"triton"``: a kernel, or an error: ``ImportError`` when fm-kernels is missing,
-      ``ValueError`` for non-CUDA tensors unless Triton's interpreter is on
+      ``RuntimeError`` for non-CUDA tensors unless Triton's interpreter is on
       (``TRITON_INTERPRET=1`` before importing fm_kernels: how kernels are tested on a CPU).
       An explicitly requested backend never falls back silently.
 
@@ -68,12 +68,6 @@ def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
             "fm-kernels` (in the monorepo: `pip install packages/fm-kernels`), or pass "
             "backend='auto' or 'torch'"
         )
-    dispatch = getattr(module, "_dispatch", None)
-    if dispatch is not None:  # fm-kernels' rule: ImportError without Triton, no CPU w/o interpreter
-        dispatch.resolve_backend("triton", list(tensors), "backend='triton'")
-    elif not on_cuda and not getattr(module, "INTERPRETED", False):
-        raise RuntimeError(
-            "backend='triton' needs CUDA tensors (or TRITON_INTERPRET=1 set before importing "
-            "fm_kernels); use backend='auto' or 'torch' on CPU"
-        )
+    # fm-kernels' own rule: ImportError without Triton, RuntimeError on CPU without the interpreter.
+    module._dispatch.resolve_backend("triton", list(tensors), "backend='triton'")
     return module

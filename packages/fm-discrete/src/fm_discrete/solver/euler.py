@@ -46,7 +46,10 @@ class MixtureDiscreteEulerSolver(Solver):
     - ``mask_token``: masked-source fast path; positions no longer masked are decided and skipped.
     - ``div_free`` > 0: the divergence-free corrector (with a mask source: re-masking).
     - ``guidance_scale``: classifier-free guidance in rate space (see ``guided_scores``).
-    - ``backend``: ``fm_kernels.mixture_euler_step`` on CUDA when available.
+    - ``backend``: ``fm_kernels.mixture_euler_step`` on CUDA when available and it keeps the
+      solver's guarantees: with ``"auto"`` only for ``dtype_categorical=torch.float32`` and no
+      ``generator`` (the kernel draws in float32 from its own seed); float64, the default, uses
+      torch.
 
     After each ``sample``, ``solver.last_nfe`` holds the number of model calls it made (one per
     step, two with guidance).

@@ -86,7 +86,8 @@ class Manifold(geoopt.Manifold):
         """The ambient dot product of tangent vectors ``u`` and ``v`` (``u`` with itself if ``None``)."""
         v = u if v is None else v
         out = (u * v).sum(dim=self._dims(), keepdim=keepdim)
-        return out.expand(torch.broadcast_shapes(out.shape, x.shape[: x.ndim - self.ndim]))
+        batch = x.shape[: x.ndim - self.ndim] + ((1,) * self.ndim if keepdim else ())
+        return out.expand(torch.broadcast_shapes(out.shape, batch))
 
     def retr(self, x: Tensor, u: Tensor) -> Tensor:
         """``expmap`` (an exact retraction)."""

@@ -21,6 +21,9 @@ def _with_time_derivative(value: Tensor, t: Tensor, derivative: Tensor) -> Tenso
     $\sigma_t \sim \sqrt{1-t}$ has an infinite slope at $t = 1$, and autograd through the sqrt
     gives NaN there ($\infty \cdot 0$). The value stays exact; the gradient is the scheduler's own
     ``d_sigma_t``, exact below $1 - \epsilon$ and guarded above, finite on all of $[0, 1]$.
+    This holds for first-order reverse mode (``backward``, ``autograd.grad``) only: a second
+    derivative through it is not $\ddot\sigma_t$, and forward mode (``torch.func.jvp``) sees
+    the plain sqrt.
     """
     if not t.requires_grad:
         return value
@@ -45,7 +48,8 @@ class VPScheduler(Scheduler):
         beta_max: $\beta_{\max} > \beta_{\min}$ (default 20.0).
         eps: the end-point guard for the derivatives, in $(0, 1)$.
 
-    Autograd through ``sigma_t`` with respect to ``t`` gives ``d_sigma_t`` (finite at $t = 1$).
+    Autograd through ``sigma_t`` with respect to ``t`` gives ``d_sigma_t`` (finite at $t = 1$;
+    first-order reverse mode).
     """
 
     def __init__(self, beta_min: float = 0.1, beta_max: float = 20.0, *, eps: float = _DEFAULT_EPS):
