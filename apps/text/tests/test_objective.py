@@ -22,7 +22,7 @@ def test_posterior_copies_unmasked_tokens_and_never_predicts_the_mask():
     assert torch.all(p[..., 6] == 0)
     for i in (0, 2, 4):
         assert p[0, i, x[0, i]] == 1.0
-    assert torch.all(p[0, 1] > 0) is not None and p[0, 1, :6].sum().item() == pytest.approx(1.0)
+    assert torch.all(p[0, 1, :6] > 0)  # a masked position may become any token but the mask
 
 
 @pytest.mark.parametrize("n", [1.0, 2.0])

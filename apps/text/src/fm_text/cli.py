@@ -68,8 +68,8 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
     "fused_loss": (
         str,
         FUSED_LOSS,
-        "generalized KL fused with the output projection by fm-kernels, so the logits never "
-        "exist (needs --loss gkl); auto: on CUDA when fm-kernels is installed",
+        "generalized KL fused with the output projection by fm-kernels (needs --loss gkl; on "
+        "CUDA the full logits never exist); auto: on CUDA when fm-kernels is installed",
     ),
     "eval_every": (int, None, "steps between validation evaluations and checkpoints"),
     "eval_sequences": (int, None, "validation sequences scored during training"),

@@ -52,9 +52,10 @@ class TrainConfig:
             ($\\kappa = 1 - w^2$, $w$ uniform), each stratified over the batch and importance-weighted
             so that the generalized KL stays an unbiased ELBO estimate.
         dropout: dropout of the transformer (``None``: 0.1 for ``ar``, 0 for ``flow``).
-        fused_loss: ``on``: the generalized KL fused with the output projection by fm-kernels (the
-            logits never exist; needs ``loss="gkl"`` and fm-kernels); ``auto``: on for ``gkl`` flow
-            runs on CUDA when fm-kernels is installed; ``off``: never.
+        fused_loss: ``on``: the generalized KL fused with the output projection by fm-kernels
+            (needs ``loss="gkl"`` and fm-kernels; on CUDA the logits never exist in full, on CPU
+            fm-kernels' torch reference builds them); ``auto``: on for ``gkl`` flow runs on CUDA
+            when fm-kernels is installed; ``off``: never.
         eval_every: steps between validation evaluations (and checkpoints).
         patience: stop after this many evaluations without a better validation score (0: never).
         cache_dir: folder of the token caches (``RUN_DIR/cache`` when ``None``).

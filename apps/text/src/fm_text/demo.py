@@ -2,9 +2,11 @@
 
 The corpus is ``pydoc`` unless ``data`` names another (``pystdlib``, a local file or folder).
 
-Both models get the same tokenizer, data, size and number of optimiser steps (a step budget, never a
-time budget, so the demo does the same work on any machine); each is scored at its best validation
-checkpoint (``RUN_DIR/best``), because the baseline memorises this small corpus.
+Both models get the same data, size and step budget (a number of optimiser steps, never a time
+budget, so the demo does the same work on any machine; the ar baseline may stop earlier on its
+patience) and the same tokenizer (each run trains the BPE on the same split, deterministically;
+evaluation checks the fingerprints). Each is scored at its best validation checkpoint
+(``RUN_DIR/best``), because the baseline memorises the small ``pydoc`` corpus.
 """
 
 from __future__ import annotations

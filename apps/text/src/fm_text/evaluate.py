@@ -72,7 +72,6 @@ def evaluate_run(
         objective = FlowObjective.from_config(cfg, tok)
     nll = validation_nll(
         run.net,
-        cfg,
         objective,
         chunks,
         bos_id=tok.eos_id,

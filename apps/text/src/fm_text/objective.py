@@ -68,7 +68,8 @@ class PosteriorModel(nn.Module):
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         """Logits ``[B, L, V]`` for tokens ``x`` ``[B, L]`` at times ``t`` ``[B]``."""
         logits = self.net(x, t)
-        logits = logits.index_fill(-1, torch.tensor([self.mask_id], device=x.device), -torch.inf)
+        mask = torch.full((1,), self.mask_id, device=x.device)  # made on the device: no copy
+        logits = logits.index_fill(-1, mask, -torch.inf)
         if self.mask_source:
             keep = (x != self.mask_id).unsqueeze(-1)
             copied = torch.full_like(logits, -torch.inf).scatter_(-1, x.unsqueeze(-1), 0.0)
@@ -110,8 +111,9 @@ class FlowObjective:
         loss: ``"gkl"`` or ``"ce"``.
         time_sampling: ``"uniform"``, ``"kappa"`` or ``"elbo"``.
         fused: compute the generalized KL (``loss="gkl"`` only) from the network's final hidden
-            states with ``fm_kernels.generalized_kl_linear``: the ``[B·L, V]`` logits are never
-            materialised (the Triton kernel on CUDA, fm-kernels' torch reference elsewhere).
+            states with ``fm_kernels.generalized_kl_linear``. With its Triton kernel (CUDA) the
+            ``[B·L, V]`` logits are never materialised, only one chunk at a time; elsewhere
+            fm-kernels' torch reference builds them in full (same values, no memory saved).
             Needs fm-kernels (``pip install fm-text[kernels]``).
         kernel_backend: fm-kernels' ``backend`` for the fused loss (``"auto"``, ``"torch"``,
             ``"triton"``).
@@ -162,6 +164,10 @@ class FlowObjective:
             fused=fused,
         )
 
+    def posterior(self, net: nn.Module) -> PosteriorModel:
+        """The loss' and the solver's view of ``net`` for this objective's source."""
+        return PosteriorModel(net, self.mask_id, self.source == "mask")
+
     def _times(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """Stratified times ``t`` ``[B]`` and importance weights ``[B]`` (relative to $t \\sim U$)."""
         u = (torch.arange(batch) + torch.rand(batch, generator=generator)) / batch
@@ -204,6 +210,9 @@ class FlowObjective:
 
         hidden = model.net(x_t, t, return_hidden=True)
         head = unwrap_model(model.net).head
+        device = hidden.device.type
+        if torch.is_autocast_enabled(device):  # the head's matmul in the autocast dtype, as unfused
+            hidden = hidden.to(torch.get_autocast_dtype(device))
         v = head.weight.shape[0]
         coeff = (self.gkl.path.jump_coefficient(t, self.gkl.eps) * weight).unsqueeze(-1)
         coeff = coeff.expand_as(x_1)
@@ -235,7 +244,7 @@ def ar_inputs(x: Tensor, bos_id: int) -> Tensor:
 def ar_token_logits(net: nn.Module, x: Tensor, bos_id: int, mask_id: int) -> Tensor:
     """Next-token logits ``[B, L, V]`` of every token of ``x`` (the mask gets $-\\infty$)."""
     logits = net(ar_inputs(x, bos_id))
-    return logits.index_fill(-1, torch.tensor([mask_id], device=x.device), -torch.inf)
+    return logits.index_fill(-1, torch.full((1,), mask_id, device=x.device), -torch.inf)
 
 
 def ar_nll(net: nn.Module, x: Tensor, bos_id: int, mask_id: int) -> Tensor:

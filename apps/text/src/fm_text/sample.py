@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from fm_discrete import MixtureDiscreteEulerSolver
 from fm_text.model import KVCache
-from fm_text.objective import FlowObjective, PosteriorModel
+from fm_text.objective import FlowObjective
 from fm_text.run import TrainedRun
 
 __all__ = ["Samples", "infill_layout", "sample_run"]
@@ -116,47 +116,46 @@ def sample_run(
     template, fixed = infill_layout(prompt_ids, suffix_ids, length, tok.mask_id)
     device = next(net.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
+    solver = _flow_solver(run, temperature) if cfg.model == "flow" else None
     out = []
     for start in range(0, num, batch_size):
         b = min(batch_size, num - start)
-        if cfg.model == "flow":
-            out.append(_sample_flow(run, template, fixed, b, steps, temperature, generator, device))
+        if solver is not None:
+            tokens = template.to(device).expand(b, -1).clone()
+            mask = fixed.to(device).expand(b, -1).clone()
+            # float64 Gumbel-max draws (the solver's default): float32 noise misses rare tokens.
+            out.append(solver.infill(tokens, mask, 1.0 / steps, generator=generator))
         else:
             out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
     tokens = torch.cat(out).cpu()
     return Samples(tokens=tokens, fixed=fixed, texts=[tok.decode(row.tolist()) for row in tokens])
 
 
-def _sample_flow(run, template, fixed, batch, steps, temperature, generator, device) -> Tensor:
+def _flow_solver(run, temperature: float) -> MixtureDiscreteEulerSolver:
     cfg, tok = run.config, run.tokenizer
     objective = FlowObjective.from_config(cfg, tok)
-    model = _Tempered(PosteriorModel(run.net, tok.mask_id, cfg.source == "mask"), temperature)
-    solver = MixtureDiscreteEulerSolver(
-        model,
+    return MixtureDiscreteEulerSolver(
+        _Tempered(objective.posterior(run.net), temperature),
         objective.path,
         tok.vocab_size,
         objective.p0,
         mask_token=tok.mask_id if cfg.source == "mask" else None,
         model_output="logits",
     )
-    tokens = template.to(device).expand(batch, -1).clone()
-    mask = fixed.to(device).expand(batch, -1).clone()
-    # float64 Gumbel-max draws (the solver's default): float32 noise misses rare tokens.
-    return solver.infill(tokens, mask, 1.0 / steps, generator=generator)
 
 
 def _sample_ar(run, prompt_ids, length, batch, temperature, generator, device) -> Tensor:
     net, tok = run.net, run.tokenizer
     cache = KVCache(net.config, batch, device, next(net.parameters()).dtype)
     head = torch.tensor([tok.eos_id, *prompt_ids], device=device).expand(batch, -1)
-    out = head[:, 1:]
+    out = torch.empty(batch, length, dtype=torch.long, device=device)
+    out[:, : len(prompt_ids)] = head[:, 1:]
     logits = net(head, cache=cache)[:, -1]
-    for _ in range(length - len(prompt_ids)):
+    for i in range(len(prompt_ids), length):
         logits[:, tok.mask_id] = -torch.inf
         probs = torch.softmax(logits.double() / temperature, dim=-1)
         nxt = torch.multinomial(probs, 1, generator=generator)
-        out = torch.cat((out, nxt), dim=1)
-        if out.shape[1] == length:
-            break
-        logits = net(nxt, cache=cache)[:, -1]
+        out[:, i : i + 1] = nxt
+        if i + 1 < length:
+            logits = net(nxt, cache=cache)[:, -1]
     return out

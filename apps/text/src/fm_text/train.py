@@ -31,7 +31,7 @@ from fm_core.training import (
 )
 from fm_text.config import RESUMABLE_FIELDS, TrainConfig, load_config
 from fm_text.model import TextTransformer
-from fm_text.objective import FlowObjective, PosteriorModel, ar_nll, fused_loss_available
+from fm_text.objective import FlowObjective, ar_nll, fused_loss_available
 from fm_text.run import best_dir, prepare_data
 
 __all__ = ["check_resume", "train", "validation_nll"]
@@ -66,7 +66,6 @@ def check_resume(config: TrainConfig, run_dir: Path) -> int:
 @torch.no_grad()
 def validation_nll(
     net: nn.Module,
-    config: TrainConfig,
     objective: FlowObjective | None,
     chunks: Tensor,
     *,
@@ -79,8 +78,7 @@ def validation_nll(
 
     Args:
         net: the transformer (eval mode is set here and restored).
-        config: the run's configuration.
-        objective: the flow objective (``None`` for ``ar``).
+        objective: the flow objective (``None``: the autoregressive model).
         chunks: validation sequences, long ``[N, L]`` on the model's device.
         bos_id: first input of the autoregressive model.
         mask_id: the mask token.
@@ -90,9 +88,9 @@ def validation_nll(
     was_training = net.training
     net.eval()
     batches = chunks.split(batch_size)
-    if config.model == "flow":
-        model = PosteriorModel(net, mask_id, config.source == "mask")
-        out = objective.elbo(num_time_samples).evaluate(model, batches).sequence_nll
+    if objective is not None:
+        out = objective.elbo(num_time_samples).evaluate(objective.posterior(net), batches)
+        out = out.sequence_nll
     else:
         out = torch.cat([ar_nll(net, b, bos_id, mask_id).double().sum(-1).cpu() for b in batches])
     net.train(was_training)
@@ -179,7 +177,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
     model = ctx.wrap(net)
     if config.compile:
         model = torch.compile(model)
-    posterior = PosteriorModel(model, tok.mask_id, config.source == "mask") if objective else None
+    posterior = objective.posterior(model) if objective else None
     val_chunks = data.val.chunks(config.context, 0, config.eval_sequences).to(device)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -196,7 +194,6 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
         with autocast:
             nll = validation_nll(
                 ema.module,
-                config,
                 objective,
                 val_chunks,
                 bos_id=tok.eos_id,
@@ -229,6 +226,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
 
     t0 = time.perf_counter()
     step, stopped = start, False
+    loss_sum, window = torch.zeros((), device=device), 0  # the logged loss: mean since the last log
     model.train()
     while step < config.steps:
         x_1 = data.train.random_windows(config.batch_size, config.context, generator).to(device)
@@ -243,11 +241,13 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
         optimizer.step()
         scheduler.step()
         ema.update(net)
+        loss_sum += loss.detach()
+        window += 1
         step += 1
         bar.update(1)
         if step % config.log_every == 0 or step == config.steps:
             scalars = {
-                "loss": float(ctx.all_reduce_mean(loss.detach())),
+                "loss": float(ctx.all_reduce_mean(loss_sum / window)),
                 "lr": scheduler.get_last_lr()[0],
             }
             scalars["grad_norm"] = float(grad_norm)
@@ -255,6 +255,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
             scalars["elapsed_s"] = elapsed_before + time.perf_counter() - t0
             logger.log(step, **scalars)
             bar.set_postfix(loss=f"{scalars['loss']:.3f}")
+            loss_sum, window = torch.zeros((), device=device), 0
         if step % config.eval_every == 0 or step == config.steps:
             if evaluate_and_save(step):
                 stopped = True
@@ -271,7 +272,12 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
         "parameters": unwrap_model(model).num_parameters(),
     }
     if ctx.is_main:
-        plot_metrics(run_dir / "metrics.jsonl", run_dir / "loss.png", keys=("loss", "val_ppl"))
+        plot_metrics(
+            run_dir / "metrics.jsonl",
+            run_dir / "loss.png",
+            keys=("loss", "val_ppl"),
+            smooth=("loss",),
+        )
         tmp = run_dir / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(run_dir / "summary.json")
