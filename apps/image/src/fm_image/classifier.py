@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_model, save_model
 from torch import Tensor, nn
 
-from fm_image.config import write_json_atomic
+from fm_core.training import atomic_path, write_json_atomic
 from fm_image.data import ImageSplits
 
 __all__ = ["ClassifierFeatures", "SmallCNN", "load_or_train_classifier"]
@@ -113,8 +113,7 @@ def load_or_train_classifier(
     )
     acc = _accuracy(model, splits.heldout.uint8(), splits.heldout.labels)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".model.safetensors.tmp"
-    save_model(model, str(tmp))
-    tmp.replace(weights)
+    with atomic_path(weights) as tmp:
+        save_model(model, str(tmp))
     write_json_atomic(meta, {"steps": steps, "seed": seed, "heldout_accuracy": acc})
     return model, acc

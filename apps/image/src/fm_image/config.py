@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ __all__ = [
     "RunError",
     "TrainConfig",
     "read_run_config",
-    "write_json_atomic",
 ]
 
 APP = "fm-image"
@@ -182,13 +180,6 @@ class TrainConfig:
                     f"{f.name}={getattr(stored, f.name)!r} (requested {getattr(self, f.name)!r})"
                 )
         return out
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON through a temporary file and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:

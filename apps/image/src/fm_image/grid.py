@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from fm_core.training import atomic_path
 
 __all__ = ["default_zoom", "grid_array", "save_grid", "save_samples"]
 
@@ -50,9 +51,8 @@ def save_grid(images: Tensor, path: str | Path, nrow: int, *, zoom: int | None =
     zoom = default_zoom(images.shape[2]) if zoom is None else zoom
     arr = grid_array(images, nrow, zoom=zoom)
     img = Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        img.save(tmp, format="PNG")
     return path
 
 
@@ -65,11 +65,10 @@ def save_samples(
     png = Path(png)
     save_grid(images, png, nrow, zoom=zoom)
     npz = png.with_suffix(".npz")
-    tmp = npz.with_name(f".{npz.stem}.{os.getpid()}.tmp.npz")
-    np.savez(
-        tmp,
-        images=images.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8),
-        labels=labels.cpu().numpy().astype(np.int64),
-    )
-    os.replace(tmp, npz)
+    with atomic_path(npz) as tmp:
+        np.savez(
+            tmp,
+            images=images.permute(0, 2, 3, 1).cpu().numpy().astype(np.uint8),
+            labels=labels.cpu().numpy().astype(np.int64),
+        )
     return png, npz

@@ -28,10 +28,10 @@ from fm_core.training import (
     plot_metrics,
     progress_bar,
     seed_everything,
-    unwrap_model,
     warmup_cosine_schedule,
+    write_json_atomic,
 )
-from fm_image.config import RunError, TrainConfig, read_run_config, write_json_atomic
+from fm_image.config import RunError, TrainConfig, read_run_config
 from fm_image.data import ImageSplits, StepBatchSampler, load_splits, make_loader, step_seed
 from fm_image.flows import StepSlice, make_flow
 from fm_image.grid import save_grid
@@ -94,7 +94,7 @@ def data_info(splits: ImageSplits) -> dict[str, Any]:
 
 
 def write_class_grid(
-    model: nn.Module, flow, info: dict, path: Path, *, nfe: int, method: str, cfg_scale: float,
+    model: nn.Module, flow, path: Path, *, nfe: int, method: str, cfg_scale: float,
     seed: int, device: torch.device, per_class: int = 10,
 ) -> Path:  # fmt: skip
     """``samples.png``: one row per class (or an 8x8 grid for an unconditional model)."""
@@ -134,8 +134,12 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
     ckpt = Checkpointer(run, keep=cfg.keep)
     if resume_step is not None and resume_step >= cfg.steps:
         return {"run_dir": str(run), "step": resume_step, "trained_steps": 0, "seconds": 0.0}
+    with init_distributed() as ctx:
+        return _train(cfg, ctx, splits, info, ckpt, resume_step)
 
-    ctx = init_distributed()
+
+def _train(cfg, ctx, splits, info, ckpt, resume_step) -> dict[str, Any]:
+    run = Path(cfg.out)
     device = _resolve_device(cfg, ctx)
     if cfg.batch_size % (cfg.grad_accum * ctx.world_size):
         raise ValueError(
@@ -186,13 +190,14 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
     loss_sum = torch.zeros((), device=device)
     t_log = t0 = time.perf_counter()
     n_log = 0
+    g = torch.Generator(device)  # reseeded per micro-step: draws are functions of (seed, step)
     net.train()
     for step in range(start, cfg.steps):
         for a in range(accum):
             micro = step * accum + a
             x_1, labels = next(batches)
             x_1, labels = x_1.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            g = torch.Generator(device).manual_seed(step_seed(cfg.seed, micro, stream=2))
+            g.manual_seed(step_seed(cfg.seed, micro, stream=2))
             torch.manual_seed(step_seed(cfg.seed, micro, stream=3 + ctx.rank))  # dropout
             sync = contextlib.nullcontext()
             if world > 1 and a < accum - 1:
@@ -222,20 +227,18 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
             t_log, n_log = now, 0
         if ctx.is_main and (done % cfg.ckpt_every == 0 or done == cfg.steps):
             ckpt.save(done, model=model, ema=ema, optimizer=opt, scheduler=sched,
-                      extra={"world_size": world, "micro_step": done * accum})  # fmt: skip
+                      extra={"world_size": world})  # fmt: skip
     seconds = time.perf_counter() - t0
     bar.close()
     log.close()
     if ctx.is_main:
         plot_metrics(run / "metrics.jsonl", run / "loss.png", keys=("loss",),
                      title=f"fm-image {cfg.data} ({cfg.flow}, {cfg.model})")  # fmt: skip
-        sample_nfe = cfg.sample_nfe
         write_class_grid(
-            unwrap_model(ema.module).eval(), flow, info, run / "samples.png", nfe=sample_nfe,
+            ema.module.eval(), flow, run / "samples.png", nfe=cfg.sample_nfe,
             method=cfg.sample_method if cfg.flow == "continuous" else "euler",
             cfg_scale=cfg.sample_cfg_scale, seed=cfg.seed, device=device,
         )  # fmt: skip
-    ctx.close()
     trained = cfg.steps - start
     return {
         "run_dir": str(run),

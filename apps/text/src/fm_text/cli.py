@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from fm_core.training import exit_process
+from fm_core.training import exit_process, write_text_atomic
 from fm_text.config import (
     FUSED_LOSS,
     LOSSES,
@@ -202,9 +202,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     )
     print("\n\n".join(samples.texts))
     if out is not None:
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text("".join(json.dumps({"text": t}) + "\n" for t in samples.texts))
-        tmp.replace(out)
+        write_text_atomic(out, "".join(json.dumps({"text": t}) + "\n" for t in samples.texts))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:

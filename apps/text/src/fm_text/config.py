@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from fm_core.training import write_json_atomic
 from fm_text.model.transformer import PRESETS, ModelConfig
 
 __all__ = ["RESUMABLE_FIELDS", "TrainConfig", "load_config"]
@@ -163,10 +164,7 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically."""
-        path = Path(path)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        tmp.replace(path)
+        write_json_atomic(path, self.to_dict())
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -9,7 +9,6 @@ evaluations without improvement; called again with a larger ``steps`` it resumes
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -26,8 +25,8 @@ from fm_core.training import (
     plot_metrics,
     progress_bar,
     seed_everything,
-    unwrap_model,
     warmup_cosine_schedule,
+    write_json_atomic,
 )
 from fm_text.config import RESUMABLE_FIELDS, TrainConfig, load_config
 from fm_text.model import TextTransformer
@@ -100,18 +99,15 @@ def validation_nll(
 def train(config: TrainConfig, run_dir: str | Path) -> dict:
     """Train (or resume) a run; returns a summary (last step, best validation NLL and its step)."""
     run_dir = Path(run_dir)
-    cache_dir = config.cache_dir
     if config.fused_loss == "on":
         fused_loss_available(raise_error=True)  # before any work
     start = check_resume(config, run_dir)
-    ctx = init_distributed()
-    try:
-        return _train(config, run_dir, cache_dir, start, ctx)
-    finally:
-        ctx.close()
+    with init_distributed() as ctx:
+        return _train(config, run_dir, start, ctx)
 
 
-def _train(config, run_dir, cache_dir, start, ctx) -> dict:
+def _train(config, run_dir, start, ctx) -> dict:
+    cache_dir = config.cache_dir
     device = ctx.device
     # Rank 0 trains the tokenizer and writes the caches; the others then read them.
     if ctx.is_main:
@@ -269,7 +265,7 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
         "best_step": best_step,
         "stopped_early": stopped,
         "seconds": time.perf_counter() - t0,
-        "parameters": unwrap_model(model).num_parameters(),
+        "parameters": net.num_parameters(),
     }
     if ctx.is_main:
         plot_metrics(
@@ -278,7 +274,5 @@ def _train(config, run_dir, cache_dir, start, ctx) -> dict:
             keys=("loss", "val_ppl"),
             smooth=("loss",),
         )
-        tmp = run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        tmp.replace(run_dir / "summary.json")
+        write_json_atomic(run_dir / "summary.json", summary)
     return summary

@@ -95,3 +95,22 @@ def test_exit_process_is_sys_exit_in_one_process(monkeypatch):
     with pytest.raises(SystemExit) as info:
         exit_process(3)
     assert info.value.code == 3
+
+
+def test_leaving_on_an_exception_skips_the_barrier(monkeypatch):
+    """A peer still training never reaches the barrier: an error path must not wait for it."""
+    import torch.distributed as dist
+
+    from fm_core.training import DistributedContext
+
+    calls = []
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", lambda: calls.append("barrier"))
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    ctx = DistributedContext(rank=0, local_rank=0, world_size=2, device=torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="boom"), ctx:
+        raise RuntimeError("boom")
+    assert calls == ["destroy"]
+    with ctx:
+        pass
+    assert calls == ["destroy", "barrier", "destroy"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from fm_core.training import write_text_atomic
+
 __all__ = [
     "EOS",
     "MASK",
@@ -88,10 +90,7 @@ class TextTokenizer:
 
     def save(self, path: str | Path) -> None:
         """Write ``tokenizer.json`` (atomically: temp file then rename)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(self.to_str(), encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, self.to_str())
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> TextTokenizer:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fm_core.training import write_json_atomic
 from fm_text.data.corpus import Document
 from fm_text.data.tokenizer import TextTokenizer
 
@@ -120,9 +121,7 @@ def build_token_stream(
         tmp.replace(bin_path)
         num_bytes = sum(len(d.text.encode("utf-8")) + 1 for d in docs)
         meta = {"tokens": count, "bytes": num_bytes, "dtype": dtype.name, "documents": len(docs)}
-        tmp_meta = meta_path.with_suffix(f".json.tmp{os.getpid()}")
-        tmp_meta.write_text(json.dumps(meta))
-        tmp_meta.replace(meta_path)
+        write_json_atomic(meta_path, meta, indent=None)
     meta = json.loads(meta_path.read_text())
     if meta["tokens"] == 0:
         raise ValueError(f"data: the {name} split tokenizes to no tokens")

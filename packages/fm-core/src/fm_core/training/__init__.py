@@ -20,6 +20,11 @@ if _missing:  # pragma: no cover - exercised only without the extra
         'pip install "fm-core[train]"'
     )
 
+from fm_core.training.atomic import (  # noqa: E402
+    atomic_path,
+    write_json_atomic,
+    write_text_atomic,
+)
 from fm_core.training.checkpoint import (  # noqa: E402
     Checkpointer,
     CheckpointError,
@@ -49,6 +54,7 @@ __all__ = [
     "Checkpointer",
     "DistributedContext",
     "MetricsLogger",
+    "atomic_path",
     "capture_rng_state",
     "exit_process",
     "init_distributed",
@@ -60,4 +66,6 @@ __all__ = [
     "seed_everything",
     "unwrap_model",
     "warmup_cosine_schedule",
+    "write_json_atomic",
+    "write_text_atomic",
 ]

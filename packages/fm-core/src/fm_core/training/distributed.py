@@ -85,14 +85,17 @@ class DistributedContext:
         if self.is_distributed:
             dist.barrier()
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
         """Destroy the process group this context started (no-op in one process).
 
-        Every process waits for the others first: gloo aborts a process whose peer has already
-        torn its connections down.
+        Args:
+            wait: every process waits for the others first (gloo aborts a process whose peer
+                has already torn its connections down). Pass ``False`` on an error path: a
+                peer that is still training would never reach the barrier.
         """
         if self.is_distributed and dist.is_initialized():
-            dist.barrier()
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
 
     def exit_process(self, code: int = 0) -> NoReturn:
@@ -103,8 +106,8 @@ class DistributedContext:
     def __enter__(self) -> DistributedContext:
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        self.close(wait=exc_type is None)  # no barrier when leaving on an exception
 
 
 def _env_int(name: str, default: int) -> int:

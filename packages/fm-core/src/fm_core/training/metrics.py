@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from fm_core.training.atomic import atomic_path, write_text_atomic
+
 
 def _scalar(name: str, value: Any) -> float | int | str:
     if isinstance(value, torch.Tensor):
@@ -70,9 +72,7 @@ class MetricsLogger:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.path.exists():
             kept = [row for row in read_metrics(self.path) if row.get("step", 0) <= resume_step]
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in kept))
-            os.replace(tmp, self.path)
+            write_text_atomic(self.path, "".join(json.dumps(row) + "\n" for row in kept))
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -188,8 +188,7 @@ def plot_metrics(
         fig.suptitle(title)
     fig.tight_layout()
     out = Path(out_png)
-    tmp = out.with_name(".tmp-" + out.name)
-    fig.savefig(tmp, dpi=110, format="png")
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, out)
     return out
