@@ -10,13 +10,11 @@ the same number of processes, see test_train.py).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import torch
 from safetensors.torch import load_file
 
+from fm_core.testing import run_torchrun
 from fm_core.training import Checkpointer
 from fm_image.cli import main
 
@@ -31,11 +29,7 @@ def _final(run, name):
 
 def test_torchrun_two_processes_then_resume_with_one(tmp_path, capsys):
     ddp = tmp_path / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "fm_image", "train",
-           "--out", str(ddp), "--steps", "4", *ARGS]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_torchrun("-m", "fm_image", "train", "--out", ddp, "--steps", "4", *ARGS)
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1, proc.stdout  # rank 0 prints the summary, rank 1 nothing
     summary = json.loads(lines[0])

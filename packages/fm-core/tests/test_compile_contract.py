@@ -21,16 +21,9 @@ from fm_core import (
     ODESolver,
     VPScheduler,
 )
+from fm_core.testing import compile_fullgraph, fresh_dynamo  # noqa: F401 (autouse fixture)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    torch._dynamo.reset()  # one code object is compiled per case: stay under the recompile limit
-    yield
-
-
-def _compile(fn):
-    return torch.compile(fn, fullgraph=True, backend="aot_eager")
+_compile = compile_fullgraph
 
 
 class _Net(nn.Module):

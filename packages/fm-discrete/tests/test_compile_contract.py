@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from fm_core import CondOTScheduler, PolynomialConvexScheduler
+from fm_core.testing import compile_fullgraph, fresh_dynamo  # noqa: F401 (autouse fixture)
 from fm_core.utils import value_checks
 from fm_discrete import (
     MixtureDiscreteEulerSolver,
@@ -24,14 +25,7 @@ from fm_discrete.solver.step import mixture_euler_step_torch
 V = 11  # 10 tokens + a mask
 
 
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-
-
-def _compile(fn):
-    return torch.compile(fn, fullgraph=True, backend="aot_eager")
+_compile = compile_fullgraph
 
 
 class _Posterior(nn.Module):

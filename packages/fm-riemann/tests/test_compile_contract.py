@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fm_core import CondOTScheduler
+from fm_core.testing import compile_fullgraph, fresh_dynamo  # noqa: F401 (autouse fixture)
 from fm_core.utils import value_checks
 from fm_riemann import (
     SO3,
@@ -21,15 +22,7 @@ from fm_riemann import (
     Sphere,
 )
 
-
-@pytest.fixture(autouse=True)
-def _fresh_dynamo():
-    torch._dynamo.reset()
-    yield
-
-
-def _compile(fn):
-    return torch.compile(fn, fullgraph=True, backend="aot_eager")
+_compile = compile_fullgraph
 
 
 class _Field(nn.Module):

@@ -1,11 +1,9 @@
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 import torch
 
+from fm_core.testing import run_torchrun
 from fm_core.training import exit_process, init_distributed, unwrap_model
 
 
@@ -69,24 +67,7 @@ SCRIPT = textwrap.dedent(
 def test_two_process_gloo_run_through_torchrun(tmp_path):
     script = tmp_path / "ddp.py"
     script.write_text(SCRIPT)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc-per-node",
-            "2",
-            str(script),
-            str(tmp_path / "run"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=env,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_torchrun(script, tmp_path / "run", timeout=180)
     assert (tmp_path / "run" / "checkpoints" / "step-00000001" / "model.safetensors").is_file()
 
 

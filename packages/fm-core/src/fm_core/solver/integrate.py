@@ -21,6 +21,7 @@ from fm_core.solver.dopri5 import Dopri5
 from fm_core.solver.fixed_step import FixedStepMethod
 from fm_core.solver.registry import TorchdiffeqMethod
 from fm_core.solver.time_grid import fixed_step_grid
+from fm_core.utils.checks import check_finite
 
 __all__ = ["ModelCall", "integrate", "time_dtype"]
 
@@ -28,6 +29,20 @@ __all__ = ["ModelCall", "integrate", "time_dtype"]
 def time_dtype(x: Tensor) -> torch.dtype:
     """The dtype of the time grid for states of ``x``'s dtype: float64 for float64, else float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_finite_solution(x: Tensor, name: str = "the sample") -> None:
+    """The end state of a solve is finite, or a ``ValueError`` blaming the velocity model.
+
+    Once per solve, at the end (NaN/inf from the model propagate to the end state): a value
+    check, so eager CPU by default, never a sync inside the loop or a compiled graph break.
+    """
+    check_finite(
+        x,
+        name,
+        hint="the velocity model returned NaN or inf during the solve (see "
+        "docs/fm-core/validation.md; value_checks('off') returns such results unchecked)",
+    )
 
 
 class ModelCall:

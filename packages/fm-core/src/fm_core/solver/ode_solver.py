@@ -8,29 +8,17 @@ import torch
 from torch import Tensor
 
 from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
-from fm_core.solver.integrate import ModelCall, integrate, time_dtype
+from fm_core.solver.integrate import ModelCall, check_finite_solution, integrate, time_dtype
 from fm_core.solver.registry import get_method
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import resolve_time_grid
 from fm_core.utils.checks import (
     check_batch_size,
-    check_finite,
     check_floating,
     check_log_density,
 )
 
 __all__ = ["ODESolver"]
-
-
-def _check_finite_result(x: Tensor, name: str) -> None:
-    # Once per solve, at the end (NaN/inf from the model propagate to the end state): a value
-    # check, so eager CPU by default and never a sync inside the loop or a compiled graph break.
-    check_finite(
-        x,
-        name,
-        hint="the velocity model returned NaN or inf during the solve (see "
-        "docs/fm-core/validation.md; value_checks('off') returns such results unchecked)",
-    )
 
 
 class ODESolver(Solver):
@@ -144,7 +132,7 @@ class ODESolver(Solver):
                 atol=atol, rtol=rtol, use_checkpoint=use_ckpt,
             )  # fmt: skip
         self.last_nfe = call.nfe
-        _check_finite_result(states[-1][0], "the sample")
+        check_finite_solution(states[-1][0], "the sample")
         if return_intermediates:
             return torch.stack([s[0] for s in states])
         return states[-1][0]
@@ -299,8 +287,8 @@ class ODESolver(Solver):
         with torch.set_grad_enabled(enable_grad):
             log_source = check_log_density(log_p0(x_0), x_1.shape[0])
             log_p1 = log_source + integral  # integral = int_1^0 div dt = -int_0^1 div dt
-        _check_finite_result(x_0, "the source point x_0")
-        _check_finite_result(log_p1, "log_p1")
+        check_finite_solution(x_0, "the source point x_0")
+        check_finite_solution(log_p1, "log_p1")
         if return_intermediates:
             return torch.stack([s[0] for s in states]), log_p1
         return x_0, log_p1
@@ -367,8 +355,8 @@ class ODESolver(Solver):
             log_p_init = check_log_density(log_p0(x_init), x_init.shape[0])
         x_1, integral = states[-1]
         log_p1 = log_p_init - integral
-        _check_finite_result(x_1, "the sample")
-        _check_finite_result(log_p1, "log_p1")
+        check_finite_solution(x_1, "the sample")
+        check_finite_solution(log_p1, "log_p1")
         if return_intermediates:
             return torch.stack([s[0] for s in states]), log_p1
         return x_1, log_p1

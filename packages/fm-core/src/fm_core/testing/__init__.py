@@ -11,6 +11,7 @@ Example:
     ...         return MyScheduler()
 """
 
+from fm_core.testing.contract import compile_fullgraph, fresh_dynamo, run_torchrun
 from fm_core.testing.path import ContinuousProbPathTests, ProbPathTests
 from fm_core.testing.scheduler import ConvexSchedulerTests, SchedulerTests
 from fm_core.testing.solver import GaussianFlow, ReversibleSolverTests, SolverTests
@@ -23,4 +24,7 @@ __all__ = [
     "ReversibleSolverTests",
     "SchedulerTests",
     "SolverTests",
+    "compile_fullgraph",
+    "fresh_dynamo",
+    "run_torchrun",
 ]

@@ -10,11 +10,11 @@ import geoopt
 import torch
 from torch import Tensor, nn
 
+from fm_core.solver.integrate import check_finite_solution
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
 from fm_core.utils.checks import (
     check_batch_size,
-    check_finite,
     check_floating,
     check_log_density,
 )
@@ -28,16 +28,6 @@ from fm_riemann.solver.divergence import (
 from fm_riemann.solver.methods import METHODS, rk_step
 
 __all__ = ["RiemannianODESolver"]
-
-
-def _check_finite_result(x: Tensor, name: str) -> None:
-    # Once per solve, at the end: a value check (eager CPU by default; never a sync in the loop).
-    check_finite(
-        x,
-        name,
-        hint="the velocity model returned NaN or inf during the solve (see "
-        "docs/fm-core/validation.md; value_checks('off') returns such results unchecked)",
-    )
 
 
 StepBy = Literal["projx", "expmap"]
@@ -204,7 +194,7 @@ class RiemannianODESolver(Solver):
                 x, _ = rk_step(rk, lambda y, s: (field(y, s), None), move, x, t0, t1 - t0)
                 if return_intermediates:
                     states.append(x)
-        _check_finite_result(x, "the sample")
+        check_finite_solution(x, "the sample")
         if return_intermediates:
             return torch.stack([states[i] for i in index], dim=0)
         return x
@@ -293,8 +283,8 @@ class RiemannianODESolver(Solver):
                     states.append(x)
             log_source = check_log_density(log_p0(x), x_1.shape[0])
             log_p1 = log_source + int_div
-        _check_finite_result(x, "the source point x_0")
-        _check_finite_result(log_p1, "log_p1")
+        check_finite_solution(x, "the source point x_0")
+        check_finite_solution(log_p1, "log_p1")
         if return_intermediates:
             return torch.stack([states[i] for i in index], dim=0), log_p1
         return x, log_p1
