@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from fm_image.data import DATASETS
 from fm_image.models import PRESETS
 
@@ -180,6 +182,15 @@ class TrainConfig:
                     f"{f.name}={getattr(stored, f.name)!r} (requested {getattr(self, f.name)!r})"
                 )
         return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu`` or ``cuda[:N]``; a clear error without CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
 
 
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:

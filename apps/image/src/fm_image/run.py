@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fm_core.training import Checkpointer, load_weights
-from fm_image.config import RunError, TrainConfig, read_run_config
+from fm_image.config import RunError, TrainConfig, read_run_config, resolve_device
 from fm_image.train import build_from_config
 
 __all__ = ["LoadedRun", "load_run", "resolve_device"]
@@ -26,14 +26,6 @@ class LoadedRun:
     flow: Any
     step: int
     device: torch.device
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return torch.device(name)
 
 
 def load_run(run_dir: str | Path, *, ema: bool = True, device: str = "auto") -> LoadedRun:

@@ -31,7 +31,7 @@ from fm_core.training import (
     warmup_cosine_schedule,
     write_json_atomic,
 )
-from fm_image.config import RunError, TrainConfig, read_run_config
+from fm_image.config import RunError, TrainConfig, read_run_config, resolve_device
 from fm_image.data import ImageSplits, StepBatchSampler, load_splits, make_loader, step_seed
 from fm_image.flows import StepSlice, make_flow
 from fm_image.grid import save_grid
@@ -113,9 +113,8 @@ def write_class_grid(
 def _resolve_device(cfg: TrainConfig, ctx) -> torch.device:
     if cfg.device == "auto":
         return ctx.device
-    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {cfg.device}: CUDA is not available on this machine")
-    return torch.device(cfg.device) if ctx.world_size == 1 or cfg.device == "cpu" else ctx.device
+    device = resolve_device(cfg.device)  # a clear error when CUDA is missing
+    return device if ctx.world_size == 1 or device.type == "cpu" else ctx.device  # one GPU per rank
 
 
 def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, Any]:

@@ -144,5 +144,14 @@ def test_digits_split_is_deterministic_and_disjoint():
     # Digits holds a few exact duplicates; the split itself is disjoint by index, and nearly so by image.
     overlap = sum(bytes(p) in train for p in a.heldout.pixels.numpy())
     assert overlap < 5
+    from sklearn.datasets import load_digits
+
+    from fm_image.data.dataset import stratified_split
+    from fm_image.data.digits import HELDOUT_FRACTION, SPLIT_SEED
+
+    labels = load_digits().target
+    tr, held = stratified_split(labels, HELDOUT_FRACTION, SPLIT_SEED)  # the split digits uses
+    assert not set(tr) & set(held) and len(tr) + len(held) == len(labels)
+    assert (len(tr), len(held)) == (len(a.train), len(a.heldout))
     tokens, _ = load_splits("digits", discrete=True).train.__getitems__([0])
     assert tokens.dtype == torch.long and int(tokens.max()) <= 16
