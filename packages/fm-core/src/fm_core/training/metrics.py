@@ -169,12 +169,13 @@ def plot_metrics(
             steps, values = zip(*points)
             if key in smooth:
                 ax.plot(steps, values, color="tab:blue", alpha=0.3, lw=1, label=key)
-                width = max(len(values) // 20, 1)
+                # A centred window (clipped at the ends): a trailing one lags a falling curve.
+                half = max(len(values) // 40, 1)
                 sums = [0.0, *itertools.accumulate(values)]
-                mean = [
-                    (sums[i + 1] - sums[max(0, i - width + 1)]) / min(i + 1, width)
-                    for i in range(len(values))
-                ]
+                mean = []
+                for i in range(len(values)):
+                    lo, hi = max(0, i - half), min(len(values), i + half + 1)
+                    mean.append((sums[hi] - sums[lo]) / (hi - lo))
                 ax.plot(steps, mean, color="tab:blue", lw=2, label=f"{key} (running mean)")
             else:
                 ax.plot(steps, values, color="tab:blue", lw=2, marker=".", ms=3, label=key)
