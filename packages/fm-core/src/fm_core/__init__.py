@@ -16,7 +16,7 @@ from fm_core.coupling import (
     squared_euclidean_cost,
 )
 from fm_core.guidance import CFGScaledModel, drop_labels
-from fm_core.loss import FlowMatchingLoss, flow_matching_loss
+from fm_core.loss import FlowMatchingLoss, MeanFlowLoss, flow_matching_loss
 from fm_core.path import AffineProbPath, CondOTProbPath, PathSample, ProbPath
 from fm_core.path.scheduler import (
     CondOTScheduler,
@@ -31,6 +31,7 @@ from fm_core.path.scheduler import (
 )
 from fm_core.solver import (
     EulerMaruyamaSolver,
+    FlowMapSolver,
     ODESolver,
     Solver,
     karras_time_grid,
@@ -38,6 +39,7 @@ from fm_core.solver import (
 from fm_core.time_sampling import (
     LogitNormalTimeSampler,
     LogNormalSigmaTimeSampler,
+    TimePairSampler,
     TimeSampler,
     UniformTimeSampler,
 )
@@ -62,10 +64,12 @@ __all__ = [
     "CouplingSample",
     "EulerMaruyamaSolver",
     "ExactOTCoupling",
+    "FlowMapSolver",
     "FlowMatchingLoss",
     "LinearVPScheduler",
     "LogNormalSigmaTimeSampler",
     "LogitNormalTimeSampler",
+    "MeanFlowLoss",
     "ModelWrapper",
     "ODESolver",
     "PathSample",
@@ -76,6 +80,7 @@ __all__ = [
     "SchedulerOutput",
     "SinkhornOTCoupling",
     "Solver",
+    "TimePairSampler",
     "TimeSampler",
     "UniformTimeSampler",
     "VPScheduler",

@@ -25,6 +25,7 @@ from fm_core.path.scheduler.scheduler import Scheduler
 __all__ = [
     "LogNormalSigmaTimeSampler",
     "LogitNormalTimeSampler",
+    "TimePairSampler",
     "TimeSampler",
     "UniformTimeSampler",
 ]
@@ -204,3 +205,80 @@ class LogNormalSigmaTimeSampler(TimeSampler):
             f"LogNormalSigmaTimeSampler(p_mean={self.p_mean:g}, p_std={self.p_std:g}, "
             f"scheduler={self.scheduler!r}, eps={self.eps:g})"
         )
+
+
+class TimePairSampler:
+    r"""Draws the time pairs $(t, r)$, $t \le r$, of a flow-map (MeanFlow) loss, one per sample.
+
+    $t$ is where the path sample $x_t$ lies and $r$ where the flow map jumps to; in our
+    convention ($t = 1$ is data) jumps go towards the data, so $t \le r$. Two independent draws
+    $a, b$ of ``sampler`` give $t = \min(a, b)$, $r = \max(a, b)$; then a fraction
+    ``equal_fraction`` of the pairs (a Bernoulli draw per sample) is set to $r = t$, where the
+    loss is plain flow matching. MeanFlow (Geng et al., 2025) trains ImageNet with 75 % of pairs
+    equal and logit-normal times of mean $-0.4$, std 1 in the paper's time, where data is at 0:
+    ``TimePairSampler.from_meanflow(-0.4, 1.0, 0.75)`` converts such published settings (the one
+    place where the papers' time $1 - t$ enters fm-core).
+
+    Args:
+        sampler: the ``TimeSampler`` both times are drawn from (default: logit-normal with
+            $m = 0.4$, $s = 1$, the MeanFlow ImageNet setting in our time).
+        equal_fraction: probability of $r = t$, in $[0, 1]$ (default 0.75).
+
+    Example:
+        >>> t, r = TimePairSampler()(256, generator=torch.Generator().manual_seed(0))
+        >>> bool((t <= r).all())
+        True
+    """
+
+    def __init__(self, sampler: TimeSampler | None = None, *, equal_fraction: float = 0.75) -> None:
+        if sampler is None:
+            sampler = LogitNormalTimeSampler(0.4, 1.0)
+        if not isinstance(sampler, TimeSampler):
+            raise TypeError(f"sampler must be a fm_core TimeSampler, got {type(sampler).__name__}")
+        frac = _check_finite(equal_fraction, "equal_fraction")
+        if not 0.0 <= frac <= 1.0:
+            raise ValueError(f"equal_fraction must lie in [0, 1], got {equal_fraction!r}")
+        self.sampler = sampler
+        self.equal_fraction = frac
+
+    @classmethod
+    def from_meanflow(
+        cls, loc: float = -0.4, scale: float = 1.0, equal_fraction: float = 0.75
+    ) -> TimePairSampler:
+        r"""The sampler of a MeanFlow-paper setting: logit-normal $(m, s)$ in the papers' time.
+
+        The papers put data at time 0 (our time is $1 - t$), so their logit-normal $(m, s)$ is
+        ours with $-m$. CIFAR-10 in the MeanFlow paper: ``from_meanflow(-2.0, 2.0, 0.25)``.
+        """
+        return cls(LogitNormalTimeSampler(-loc, scale), equal_fraction=equal_fraction)
+
+    def __call__(
+        self,
+        batch_size: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor]:
+        r"""Draw ``batch_size`` pairs.
+
+        Args:
+            batch_size: number of pairs, a non-negative int.
+            device: where to create them (default: the generator's device, else CPU).
+            dtype: a floating dtype (default ``torch.get_default_dtype()``).
+            generator: a ``torch.Generator`` on ``device``.
+
+        Returns:
+            ``(t, r)``, each of shape ``[batch_size]``, with $0 \le t \le r \le 1$.
+        """
+        kw = {"device": device, "dtype": torch.float64, "generator": generator}
+        a = self.sampler(batch_size, **kw)
+        b = self.sampler(batch_size, **kw)
+        equal = torch.rand(batch_size, device=a.device, dtype=torch.float64, generator=generator)
+        t, r = torch.minimum(a, b), torch.maximum(a, b)
+        r = torch.where(equal < self.equal_fraction, t, r)
+        dtype = dtype or torch.get_default_dtype()
+        return t.to(dtype), r.to(dtype)
+
+    def __repr__(self) -> str:
+        return f"TimePairSampler({self.sampler!r}, equal_fraction={self.equal_fraction:g})"

@@ -2,6 +2,7 @@
 
 from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
 from fm_core.solver.dopri5 import Dopri5
+from fm_core.solver.flow_map import FlowMapSolver
 from fm_core.solver.fixed_step import RK4, Euler, FixedStepMethod, Heun2, Midpoint
 from fm_core.solver.karras import karras_time_grid
 from fm_core.solver.ode_solver import ODESolver
@@ -18,6 +19,7 @@ __all__ = [
     "EulerMaruyamaSolver",
     "ExactDivergence",
     "FixedStepMethod",
+    "FlowMapSolver",
     "Heun2",
     "HutchinsonDivergence",
     "Midpoint",

@@ -12,6 +12,7 @@ Example:
 """
 
 from fm_core.testing.contract import compile_fullgraph, fresh_dynamo, run_torchrun
+from fm_core.testing.flow_map import GaussianFlowMap
 from fm_core.testing.path import ContinuousProbPathTests, ProbPathTests
 from fm_core.testing.scheduler import ConvexSchedulerTests, SchedulerTests
 from fm_core.testing.solver import GaussianFlow, ReversibleSolverTests, SolverTests
@@ -20,6 +21,7 @@ __all__ = [
     "ContinuousProbPathTests",
     "ConvexSchedulerTests",
     "GaussianFlow",
+    "GaussianFlowMap",
     "ProbPathTests",
     "ReversibleSolverTests",
     "SchedulerTests",
