@@ -292,7 +292,7 @@ def test_bad_inputs_raise_before_any_step():
 
     solver = ODESolver(model)
     x = torch.randn(3, 4)
-    with pytest.raises(ValueError, match="velocity_model output must have the shape of x"):
+    with pytest.raises(ValueError, match="velocity_model must return a tensor of the shape of x"):
         solver.sample(x, 0.1)
     assert len(calls) == 1
     good = ODESolver(lambda x, t: -x)

@@ -4,14 +4,22 @@ Both estimators run one forward pass and one *batched* backward pass
 (``torch.autograd.grad(..., is_grads_batched=True)``, i.e. ``vmap`` over vector-Jacobian
 products) for ``x`` of any shape ``[B, ...]``; the reference loops one backward pass per
 dimension. They assume the model treats samples independently (no batch-norm in train mode).
+
+On a manifold embedded in the space of its points, pass ``project(x, v)`` (the manifold's
+``proju``, the orthogonal projection $P_x$ onto the tangent space): the cotangents are projected
+first, giving the Riemannian divergence of a tangent field,
+$\mathrm{div}_M u = \operatorname{tr}(P_x\, \partial u/\partial x)$, still in one batched pass.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+Project = Callable[[Tensor, Tensor], Tensor]
 
 __all__ = ["ExactDivergence", "HutchinsonDivergence"]
 
@@ -30,6 +38,8 @@ class ExactDivergence:
         x: a state of the shape to be used, ``[B, ...]`` (only its shape, dtype, device are read).
         chunk_size: basis vectors per batched backward pass; default: as many as keep
             ``chunk_size * B * D`` under $2^{24}$ elements.
+        project: optional tangent projection ``project(x, v) -> P_x v`` (see the module
+            docstring); the basis is then projected per sample (``chunk_size * B * D`` elements).
 
     Example:
         >>> x = torch.randn(4, 3, requires_grad=True)
@@ -38,7 +48,7 @@ class ExactDivergence:
         tensor([6., 6., 6., 6.])
     """
 
-    def __init__(self, x: Tensor, chunk_size: int | None = None):
+    def __init__(self, x: Tensor, chunk_size: int | None = None, project: Project | None = None):
         batch, dim = x.shape[0], math.prod(x.shape[1:])
         if chunk_size is None:
             chunk_size = max(1, min(dim, _CHUNK_ELEMENTS // max(1, batch * dim)))
@@ -46,6 +56,7 @@ class ExactDivergence:
             raise ValueError(f"divergence_chunk_size must be a positive int, got {chunk_size!r}")
         self.shape, self.dim, self.chunk_size = tuple(x.shape), dim, chunk_size
         self.dtype, self.device = x.dtype, x.device
+        self.project = project
         starts = range(0, dim, chunk_size)
         self._bounds = [(s, min(s + chunk_size, dim)) for s in starts]
         # One-hot rows, broadcast over the batch by a stride-0 expand (no B-fold copy); built once
@@ -70,6 +81,8 @@ class ExactDivergence:
         last = len(self._bounds) - 1
         for i, (s, e) in enumerate(self._bounds):
             basis = self._cached[i] if self._cached is not None else self._basis(s, e)
+            if self.project is not None:
+                basis = _project(self.project, x, basis)
             (g,) = torch.autograd.grad(
                 u, x, basis, retain_graph=create_graph or i < last,
                 create_graph=create_graph, is_grads_batched=True,
@@ -93,6 +106,9 @@ class HutchinsonDivergence:
         num_probes: $K \ge 1$.
         probe: ``"rademacher"`` or ``"gaussian"``.
         generator: optional ``torch.Generator`` for the probes.
+        project: optional tangent projection ``project(x, v) -> P_x v``: the probes are projected
+            at each evaluation, $\tilde z = P_x z$, so the estimate is of
+            $\operatorname{tr}(P_x J P_x)$ (for $E[zz^\top] = I$).
 
     Example:
         >>> x = torch.randn(4, 3, requires_grad=True)
@@ -107,7 +123,9 @@ class HutchinsonDivergence:
         num_probes: int = 1,
         probe: str = "rademacher",
         generator: torch.Generator | None = None,
+        project: Project | None = None,
     ):
+        self.project = project
         if isinstance(num_probes, bool) or not isinstance(num_probes, int) or num_probes < 1:
             raise ValueError(f"num_probes must be a positive int, got {num_probes!r}")
         shape = (num_probes, *x.shape)
@@ -126,8 +144,16 @@ class HutchinsonDivergence:
                 "u must be computed from x with autograd on (u.requires_grad is False); a field "
                 "that does not depend on x has divergence 0"
             )
+        probes = self.probes if self.project is None else _project(self.project, x, self.probes)
         (g,) = torch.autograd.grad(
-            u, x, self.probes, retain_graph=create_graph, create_graph=create_graph,
+            u, x, probes, retain_graph=create_graph, create_graph=create_graph,
             is_grads_batched=True,
         )  # fmt: skip
-        return (g * self.probes).flatten(2).sum(-1).mean(0)
+        return (g * probes).flatten(2).sum(-1).mean(0)
+
+
+def _project(project: Project, x: Tensor, v: Tensor) -> Tensor:
+    """``project`` applied to a stack of vectors ``v`` ``[K, B, ...]`` at the points ``x`` ``[B, ...]``."""
+    k = v.shape[0]
+    xs = x.detach().unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
+    return project(xs, v.reshape(xs.shape)).reshape(v.shape)

@@ -13,31 +13,16 @@ import torch
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
+from fm_core.solver._moves import Move, euclidean_move
 from fm_core.solver._state import State, lincomb
+from fm_core.solver._tableau import DOPRI5
 
 __all__ = ["Dopri5"]
 
-# Dormand & Prince (1980) tableau; the 7th stage is evaluated at the new point (FSAL).
-_C = (0.0, 1 / 5, 3 / 10, 4 / 5, 8 / 9, 1.0, 1.0)
-_A = (
-    (),
-    (1 / 5,),
-    (3 / 40, 9 / 40),
-    (44 / 45, -56 / 15, 32 / 9),
-    (19372 / 6561, -25360 / 2187, 64448 / 6561, -212 / 729),
-    (9017 / 3168, -355 / 33, 46732 / 5247, 49 / 176, -5103 / 18656),
-    (35 / 384, 0.0, 500 / 1113, 125 / 192, -2187 / 6784, 11 / 84),
-)
-# 5th-order weights minus the embedded 4th-order weights.
-_E = (
-    71 / 57600,
-    0.0,
-    -71 / 16695,
-    71 / 1920,
-    -17253 / 339200,
-    22 / 525,
-    -1 / 40,
-)
+# The Dormand & Prince (1980) tableau, as floats (``h * a`` with Python-float ``h``).
+_A = tuple(tuple(float(v) for v in row) for row in DOPRI5.a)
+_C = tuple(float(v) for v in DOPRI5.c)
+_E = tuple(float(v) for v in DOPRI5.b_error)  # 5th-order weights minus the embedded 4th-order
 
 
 def _rms_norm(y: State, scale: State) -> float:
@@ -90,8 +75,13 @@ class Dopri5:
         atol: float,
         rtol: float,
         use_checkpoint: bool = False,
+        move: Move = euclidean_move,
     ) -> list[State]:
-        """Integrate through ``knots`` (monotone Python floats); return the state at each knot."""
+        """Integrate through ``knots`` (monotone Python floats); return the state at each knot.
+
+        ``move`` advances a state by combined stage velocities (``y + w`` by default; a manifold
+        move on manifolds: see ``fm_core.solver._moves``).
+        """
         ref = y0[0]
         tt = lambda s: torch.tensor(s, dtype=_time_dtype(ref), device=ref.device)
         t = knots[0]
@@ -99,7 +89,7 @@ class Dopri5:
         out = [y0]
         y = y0
         k1 = f(tt(t), y)
-        h = direction * self._initial_step(f, t, direction, y, k1, atol, rtol, tt)
+        h = direction * self._initial_step(f, t, direction, y, k1, atol, rtol, tt, move)
         self.num_accepted = self.num_rejected = 0
         step = _checkpointed(_dopri_step) if use_checkpoint else _dopri_step
         for target in knots[1:]:
@@ -111,7 +101,7 @@ class Dopri5:
                     )
                 last = direction * (t + h - target) >= -1e-12 * max(1.0, abs(target))
                 h_try = target - t if last else h
-                y_new, err, k7 = step(f, tt(t), tt(h_try), h_try, y, k1)
+                y_new, err, k7 = step(f, move, tt(t), tt(h_try), h_try, y, k1)
                 scale = tuple(
                     atol + rtol * torch.maximum(a.abs(), b.abs())
                     for a, b in zip(y, y_new, strict=True)
@@ -134,12 +124,12 @@ class Dopri5:
         return out
 
     @staticmethod
-    def _initial_step(f, t0, direction, y0, f0, atol, rtol, tt) -> float:
+    def _initial_step(f, t0, direction, y0, f0, atol, rtol, tt, move) -> float:
         scale = tuple(atol + rtol * yi.abs() for yi in y0)
         d0 = _rms_norm(y0, scale)
         d1 = _rms_norm(f0, scale)
         h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
-        y1 = lincomb(y0, [(direction * h0, f0)])
+        y1 = move(y0, [(direction * h0, f0)])
         f1 = f(tt(t0 + direction * h0), y1)
         d2 = _rms_norm(tuple(a - b for a, b in zip(f1, f0, strict=True)), scale) / h0
         if max(d1, d2) <= 1e-15:
@@ -153,12 +143,12 @@ def _time_dtype(x: Tensor) -> torch.dtype:
     return torch.float64 if x.dtype == torch.float64 else torch.float32
 
 
-def _dopri_step(f, t: Tensor, h_t: Tensor, h: float, y: State, k1: State):
+def _dopri_step(f, move: Move, t: Tensor, h_t: Tensor, h: float, y: State, k1: State):
     """One Dormand–Prince step from ``(t, y)`` of size ``h``; returns ``(y_new, err, k7)``."""
     ks = [k1]
     yi = y
     for i in range(1, 7):
-        yi = lincomb(y, [(h * a, k) for a, k in zip(_A[i], ks, strict=False)])
+        yi = move(y, [(h * a, k) for a, k in zip(_A[i], ks, strict=False)])
         ks.append(f(t + _C[i] * h_t, yi))
     err = tuple(ki * (h * _E[0]) for ki in k1)
     err = lincomb(err, [(h * e, k) for e, k in zip(_E[1:], ks[1:], strict=True)])
@@ -166,7 +156,7 @@ def _dopri_step(f, t: Tensor, h_t: Tensor, h: float, y: State, k1: State):
 
 
 def _checkpointed(step):
-    def run(f, t, h_t, h, y, k1):
-        return checkpoint(step, f, t, h_t, h, y, k1, use_reentrant=False)
+    def run(f, move, t, h_t, h, y, k1):
+        return checkpoint(step, f, move, t, h_t, h, y, k1, use_reentrant=False)
 
     return run

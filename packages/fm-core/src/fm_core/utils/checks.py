@@ -210,11 +210,15 @@ def check_log_density(value: object, batch_size: int, name: str = "log_p0") -> T
     """Raise unless a log-density callable returned a floating tensor of shape ``[batch_size]``.
 
     A ``[B, 1]`` result would broadcast against the ``[B]`` divergence integral into ``[B, B]``,
-    and a 0-dim one would give every sample the same density: both are errors, not broadcasts.
+    and a 0-dim one would give every sample the same density: both are errors, not broadcasts,
+    except a 0-dim result for a batch of one, which is unambiguous (the reference's own tests
+    return one) and is taken as shape ``[1]``.
     """
     if not isinstance(value, Tensor) or not value.is_floating_point():
         got = value.dtype if isinstance(value, Tensor) else type(value).__name__
         raise TypeError(f"{name} must return a floating tensor of shape [B], got {got}")
+    if value.ndim == 0 and batch_size == 1:
+        return value.reshape(1)
     if value.shape != (batch_size,):
         raise ValueError(
             f"{name} must return one log-density per sample, shape [B] = [{batch_size}], got "
