@@ -36,6 +36,15 @@ PUBLIC = {
     "fm_core.solver": ["FlowMapSolver", "ODESolver", "Solver"],
     "fm_core.loss": ["FlowMatchingLoss", "MeanFlowLoss", "flow_matching_loss"],
     "fm_core.guidance": ["CFGScaledModel", "drop_labels"],
+    "fm_core.adaptation": [
+        "AdjointMatchingLoss",
+        "adjoint_matching_coefficient",
+        "ancestral_step",
+        "lean_adjoint",
+        "memoryless_eta",
+        "memoryless_sample",
+        "velocity_to_x1",
+    ],
     "fm_core.coupling": ["ExactOTCoupling", "SinkhornOTCoupling", "CouplingSample"],
     "fm_core.time_sampling": [
         "UniformTimeSampler",

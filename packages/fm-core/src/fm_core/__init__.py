@@ -6,6 +6,15 @@ Every public name is importable from here and from the submodule that mirrors th
 
 from importlib.metadata import version as _version
 
+from fm_core.adaptation import (
+    AdjointMatchingLoss,
+    adjoint_matching_coefficient,
+    ancestral_step,
+    lean_adjoint,
+    memoryless_eta,
+    memoryless_sample,
+    velocity_to_x1,
+)
 from fm_core.coupling import (
     Coupling,
     CouplingSample,
@@ -54,6 +63,7 @@ from fm_core.utils import (
 __version__ = _version("fm-core")
 
 __all__ = [
+    "AdjointMatchingLoss",
     "AffineProbPath",
     "CFGScaledModel",
     "CondOTProbPath",
@@ -85,6 +95,8 @@ __all__ = [
     "UniformTimeSampler",
     "VPScheduler",
     "__version__",
+    "adjoint_matching_coefficient",
+    "ancestral_step",
     "auction_assignment",
     "categorical",
     "drop_labels",
@@ -92,7 +104,11 @@ __all__ = [
     "flow_matching_loss",
     "gradient",
     "karras_time_grid",
+    "lean_adjoint",
+    "memoryless_eta",
+    "memoryless_sample",
     "sinkhorn_plan",
     "squared_euclidean_cost",
     "unsqueeze_to_match",
+    "velocity_to_x1",
 ]
