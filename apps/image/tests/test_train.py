@@ -96,12 +96,23 @@ def test_run_dir_checks_happen_before_any_write(tmp_path, tiny_config):
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     with pytest.raises(RunError, match="different configuration: lr"):
         train(tiny_config(out, steps=6, lr=0.5))
-    with pytest.raises(RunError, match="already at step 3"):
-        train(tiny_config(out, steps=2))
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(RunError, match="not an fm-image run"):
         train(tiny_config(tmp_path / "other"))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
+
+
+@pytest.mark.parametrize("steps", [3, 2])
+def test_a_run_at_its_budget_is_a_no_op_that_says_so(tmp_path, tiny_config, capsys, steps):
+    out = tmp_path / "run"
+    train(tiny_config(out, steps=3))
+    capsys.readouterr()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
+    summary = train(tiny_config(out, steps=steps))
+    assert summary["trained_steps"] == 0 and summary["step"] == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "already at step 3" in err and "larger --steps" in err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
 
 

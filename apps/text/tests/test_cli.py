@@ -40,7 +40,6 @@ def test_bad_inputs_touch_nothing(capsys, tmp_path, flow_run, ar_run, corpus):
         (["train", "--out", str(tmp_path / "n"), "--data", str(empty)], str(empty)),
         (["train", "--out", str(tmp_path / "n"), "--data", str(unreadable)], str(unreadable)),
         (["train", "--out", str(tmp_path / "n"), "--data", str(tmp_path / "no")], "no"),
-        (["train", "--out", run, "--steps", "4"], "already at step 4"),
         (["train", "--out", run, "--steps", "9", "--model", "ar"], "model"),
         (["train", "--out", run, "--steps", "9", "--context", "8"], "context"),
         (["train", "--out", str(tmp_path / "n"), "--steps", "0"], "steps"),
@@ -67,6 +66,16 @@ def test_bad_inputs_touch_nothing(capsys, tmp_path, flow_run, ar_run, corpus):
     existing.write_text("keep\n")
     _fails(capsys, ["sample", "--run", run, "--num", "1", "--out", str(existing)], "exists")
     assert existing.read_text() == "keep\n"
+
+
+def test_a_run_at_its_budget_is_a_no_op_that_says_so(capsys, flow_run):
+    before = _snapshot(flow_run)
+    for steps in ("4", "3"):
+        assert main(["train", "--out", str(flow_run), "--steps", steps]) == 0
+        captured = capsys.readouterr()
+        assert captured.err.count("\n") == 1 and "already at step 4" in captured.err
+        assert json.loads(captured.out)["trained_steps"] == 0
+    assert _snapshot(flow_run) == before
 
 
 def test_sample_prints_and_writes_jsonl(capsys, tmp_path, flow_run):

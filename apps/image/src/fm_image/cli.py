@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from fm_core.training import CheckpointError, exit_process
+from fm_core.training import CLIParser, exit_process, explicit_options, run_cli
 from fm_image.config import SCHEDULERS, TIME_SAMPLERS, TrainConfig
 from fm_image.data import DATASETS
 from fm_image.demo import DEMO
@@ -22,18 +22,6 @@ __all__ = ["main"]
 
 PROG = "fm-image"
 DEFAULTS = TrainConfig()
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with a one-line error message (argparse's own exit code 2 is kept)."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _fail(message: str) -> int:
-    sys.stderr.write(f"{PROG}: error: {' '.join(str(message).split())}\n")
-    return 2
 
 
 def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
@@ -144,10 +132,7 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.ArgumentDefaultsHelpFormatter
-    parser = _Parser(
-        prog=PROG, description="Flow-matching image generation.", formatter_class=fmt,
-        allow_abbrev=False,
-    )  # fmt: skip
+    parser = CLIParser(prog=PROG, description="Flow-matching image generation.")
     sub = parser.add_subparsers(dest="command", required=True)
     _train_args(
         sub.add_parser(
@@ -211,25 +196,13 @@ def _parse_labels(text: str | None, num: int, num_classes: int):
     return torch.tensor(values, dtype=torch.long).repeat(-(-num // len(values)))[:num]
 
 
-def _explicit_options(argv: list[str]) -> set[str]:
-    """Option names given on the command line (``--lr 1e-3`` and ``--lr=1e-3``), dashes kept."""
-    return {tok.split("=", 1)[0] for tok in argv if tok.startswith("--")}
-
-
 def cmd_train(args: argparse.Namespace, argv: list[str]) -> int:
-    from fm_image.config import read_run_config
+    from fm_image.config import run_directory
     from fm_image.train import train
 
     values = {k: v for k, v in vars(args).items() if k != "command"}
-    out = Path(args.out)
-    if (out / "config.json").is_file():
-        # Resuming: options not given now keep the run's values, so `--steps N` alone resumes.
-        stored = read_run_config(out)
-        given = _explicit_options(argv)
-        for key in values:
-            flag = "--" + key.replace("_", "-")
-            if key in stored and flag not in given and f"--no-{flag[2:]}" not in given:
-                values[key] = stored[key]
+    # Resuming: options not given now keep the run's values, so `--steps N` alone resumes.
+    values = run_directory(args.out).merge(values, given=explicit_options(build_parser(), argv))
     cfg = TrainConfig(**values)
     summary = train(cfg)
     summary.pop("config", None)
@@ -301,11 +274,12 @@ COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit code (0, or 2 for bad input)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    try:
+
+    def command() -> int:
+        args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args, argv)
-    except (ValueError, CheckpointError, FileNotFoundError, NotADirectoryError) as e:
-        return _fail(str(e))
+
+    return run_cli(PROG, command)
 
 
 def entry_point() -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fm_core.training import RunDirectory, RunError
 from fm_image.data import DATASETS
 from fm_image.models import PRESETS
 
@@ -21,6 +21,7 @@ __all__ = [
     "RunError",
     "TrainConfig",
     "read_run_config",
+    "run_directory",
 ]
 
 APP = "fm-image"
@@ -31,10 +32,6 @@ RESUME_FREE = frozenset(
     {"out", "steps", "log_every", "ckpt_every", "keep", "workers", "compile", "device",
      "tensorboard", "progress", "sample_nfe", "sample_method", "sample_cfg_scale"}
 )  # fmt: skip
-
-
-class RunError(ValueError):
-    """A run directory that is missing, not an fm-image run, or incompatible with the request."""
 
 
 @dataclass
@@ -166,22 +163,14 @@ class TrainConfig:
     def to_json(self) -> dict[str, Any]:
         return {"app": APP, **dataclasses.asdict(self)}
 
+    def options(self) -> dict[str, Any]:
+        """The options a run directory compares on resume (every field but ``extra``)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if k != "extra"}
+
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in obj.items() if k in names})
-
-    def mismatches(self, stored: TrainConfig) -> list[str]:
-        """Fields (other than ``RESUME_FREE``) whose value differs from ``stored``."""
-        out = []
-        for f in dataclasses.fields(self):
-            if f.name in RESUME_FREE or f.name == "extra":
-                continue
-            if getattr(self, f.name) != getattr(stored, f.name):
-                out.append(
-                    f"{f.name}={getattr(stored, f.name)!r} (requested {getattr(self, f.name)!r})"
-                )
-        return out
 
 
 def resolve_device(name: str) -> torch.device:
@@ -193,18 +182,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def run_directory(run_dir: str | Path) -> RunDirectory:
+    """The fm-image run in ``run_dir`` (its config, resume rules and checkpoints)."""
+    return RunDirectory(run_dir, app=APP, resume_free=RESUME_FREE)
+
+
 def read_run_config(run_dir: str | Path) -> dict[str, Any]:
     """The parsed ``config.json`` of an fm-image run, or ``RunError`` naming what is wrong."""
-    run_dir = Path(run_dir)
-    path = run_dir / "config.json"
-    if not run_dir.is_dir():
-        raise RunError(f"run directory {run_dir} does not exist")
-    if not path.is_file():
-        raise RunError(f"{run_dir} is not an fm-image run (no config.json)")
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{path} is not valid JSON: {e}") from None
-    if not isinstance(obj, dict) or obj.get("app") != APP:
-        raise RunError(f'{path} is not an fm-image run config (expected "app": "{APP}")')
-    return obj
+    return run_directory(run_dir).read_config()

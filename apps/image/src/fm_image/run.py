@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from fm_core.training import Checkpointer, load_weights
-from fm_image.config import RunError, TrainConfig, read_run_config, resolve_device
+from fm_core.training import RunError
+from fm_image.config import TrainConfig, resolve_device, run_directory
 from fm_image.train import build_from_config
 
 __all__ = ["LoadedRun", "load_run", "resolve_device"]
@@ -28,27 +28,32 @@ class LoadedRun:
     device: torch.device
 
 
-def load_run(run_dir: str | Path, *, ema: bool = True, device: str = "auto") -> LoadedRun:
+def load_run(
+    run_dir: str | Path, *, ema: bool = True, device: str = "auto", checkpoint: str = "latest"
+) -> LoadedRun:
     """Rebuild a run's network from ``config.json`` and load its newest checkpoint.
 
     Args:
         run_dir: the directory ``fm-image train --out`` wrote.
         ema: load the EMA weights (default) instead of the raw ones.
         device: ``"auto"``, ``"cpu"`` or ``"cuda[:N]"``.
+        checkpoint: ``"latest"``, or ``"best"`` (an fm-image run keeps no best-validation copy,
+            so it falls back to the latest; accepted for one vocabulary with fm-text).
 
     Raises:
         RunError: not an fm-image run, or no checkpoint yet; ``CheckpointError`` for a corrupt one.
     """
-    obj = read_run_config(run_dir)
+    run = run_directory(run_dir)
+    obj = run.read_config()
     if "data_info" not in obj:
         raise RunError(f"{run_dir}/config.json has no data_info (not written by fm-image train)")
     cfg = TrainConfig.from_json(obj)
     info = obj["data_info"]
-    if Checkpointer(run_dir).latest_step() is None:
+    if run.latest_step() is None:
         raise RunError(f"{run_dir} has no checkpoint yet (train it first)")
     dev = resolve_device(device)
     model, flow = build_from_config(cfg, info)
-    step = load_weights(run_dir, model, ema=ema)
+    step, _ = run.load_weights(model, checkpoint=checkpoint, ema=ema)
     return LoadedRun(cfg, info, model.to(dev).eval(), flow, step, dev)
 
 

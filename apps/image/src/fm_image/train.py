@@ -1,11 +1,11 @@
 """The training recipe: one readable loop on fm-core (and fm-discrete for ``--flow discrete``).
 
-Shared machinery (EMA, atomic checkpoints, DDP setup, metrics, progress bar, seeding) comes from
-``fm_core.training``; this file holds only the recipe. Randomness is a function of
-``(seed, micro-step)``: the data order (``StepBatchSampler``), the noise, times and label drops
-(drawn for the global batch, see ``fm_image.flows``) and dropout. A resumed run therefore needs
-only the step to continue exactly, and the global batch of a step is the same on any number of
-processes.
+Shared machinery (run directory and resume rules, EMA, atomic checkpoints, DDP setup, metrics,
+progress bar, per-step seeding) comes from ``fm_core.training``; this file holds only the recipe.
+Randomness is a function of ``(seed, micro-step, rank)`` (``fm_core.training.seed_step``): the data
+order (``StepBatchSampler``), the noise, times and label drops (drawn for the global batch, see
+``fm_image.flows``) and dropout (per rank). A resumed run therefore needs only the step to continue
+exactly, and the global batch of a step is the same on any number of processes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,11 +29,11 @@ from fm_core.training import (
     plot_metrics,
     progress_bar,
     seed_everything,
+    seed_step,
     warmup_cosine_schedule,
-    write_json_atomic,
 )
-from fm_image.config import RunError, TrainConfig, read_run_config, resolve_device
-from fm_image.data import ImageSplits, StepBatchSampler, load_splits, make_loader, step_seed
+from fm_image.config import TrainConfig, resolve_device, run_directory
+from fm_image.data import ImageSplits, StepBatchSampler, load_splits, make_loader
 from fm_image.flows import StepSlice, make_flow
 from fm_image.grid import save_grid
 from fm_image.models import build_model
@@ -44,29 +45,11 @@ def check_run_dir(cfg: TrainConfig) -> int | None:
     """Validate ``cfg.out`` against the request before any work; return the step to resume from.
 
     Raises:
-        RunError: ``out`` is a file, a non-empty folder that is not an fm-image run, a run whose
-            configuration differs (other than ``steps`` and logging options), or a run already
-            past ``cfg.steps``.
+        RunError: ``out`` is a file, a non-empty folder that is not an fm-image run, or a run
+            whose configuration differs in an option a resume may not change (see
+            ``RESUME_FREE``).
     """
-    out = Path(cfg.out)
-    if out.exists() and not out.is_dir():
-        raise RunError(f"--out {out} exists and is not a directory")
-    if not out.exists() or not any(out.iterdir()):
-        return None
-    stored = TrainConfig.from_json(read_run_config(out))
-    diff = cfg.mismatches(stored)
-    if diff:
-        raise RunError(
-            f"{out} holds a run with a different configuration: {'; '.join(diff[:3])}"
-            + (" ..." if len(diff) > 3 else "")
-            + " (resume with the same options and a larger --steps, or pick a new --out)"
-        )
-    latest = Checkpointer(out).latest_step()
-    if latest is not None and latest > cfg.steps:
-        raise RunError(
-            f"{out} is already at step {latest}, past --steps {cfg.steps} (give a larger --steps)"
-        )
-    return latest
+    return run_directory(cfg.out).check_resume(cfg.options())
 
 
 def build_from_config(cfg: TrainConfig, splits_info: dict[str, Any]) -> tuple[nn.Module, Any]:
@@ -131,7 +114,9 @@ def train(cfg: TrainConfig, *, splits: ImageSplits | None = None) -> dict[str, A
     info = data_info(splits)
     run = Path(cfg.out)
     ckpt = Checkpointer(run, keep=cfg.keep)
-    if resume_step is not None and resume_step >= cfg.steps:
+    finished = run_directory(run).finished_message(resume_step, cfg.steps)
+    if finished:  # a run at its budget is a no-op (one line; a larger --steps continues)
+        print(finished, file=sys.stderr)
         return {"run_dir": str(run), "step": resume_step, "trained_steps": 0, "seconds": 0.0}
     with init_distributed() as ctx:
         return _train(cfg, ctx, splits, info, ckpt, resume_step)
@@ -161,9 +146,10 @@ def _train(cfg, ctx, splits, info, ckpt, resume_step) -> dict[str, Any]:
     start = 0
     if resume_step is not None:
         start = ckpt.load(model=model, ema=ema, optimizer=opt, scheduler=sched).step
+        if ctx.is_main:
+            run_directory(run).record_resume(cfg.options())
     elif ctx.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(run / "config.json", {**cfg.to_json(), "data_info": info})
+        run_directory(run).write_config({**cfg.options(), "extra": cfg.extra, "data_info": info})
     ctx.barrier()
 
     net = ctx.wrap(model)
@@ -196,8 +182,7 @@ def _train(cfg, ctx, splits, info, ckpt, resume_step) -> dict[str, Any]:
             micro = step * accum + a
             x_1, labels = next(batches)
             x_1, labels = x_1.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            g.manual_seed(step_seed(cfg.seed, micro, stream=2))
-            torch.manual_seed(step_seed(cfg.seed, micro, stream=3 + ctx.rank))  # dropout
+            seed_step(cfg.seed, micro, rank=ctx.rank, generator=g)  # g: the global batch's draws
             sync = contextlib.nullcontext()
             if world > 1 and a < accum - 1:
                 sync = net.no_sync()

@@ -11,7 +11,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from fm_core.training import exit_process, write_text_atomic
+from fm_core.training import CLIParser, exit_process, explicit_options, run_cli, write_text_atomic
 from fm_text.config import (
     FUSED_LOSS,
     LOSSES,
@@ -19,22 +19,11 @@ from fm_text.config import (
     SOURCES,
     TIME_SAMPLINGS,
     TrainConfig,
-    load_config,
+    run_directory,
 )
 from fm_text.model import PRESETS
 
 __all__ = ["build_parser", "main"]
-
-
-class UsageError(Exception):
-    """A usage error already formatted as one line."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """An ``ArgumentParser`` whose errors are one line (no usage block), exit code 2."""
-
-    def error(self, message: str):
-        raise UsageError(f"{self.prog}: error: {message}")
 
 
 _FORMATTER = argparse.ArgumentDefaultsHelpFormatter
@@ -53,7 +42,7 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
     "vocab_size": (int, None, "BPE vocabulary size (special tokens included)"),
     "tokenizer": (str, None, "a local tokenizer.json instead of training a BPE"),
     "val_fraction": (float, None, "share of the corpus' characters held out, by document"),
-    "batch_size": (int, None, "sequences per optimiser step (per process)"),
+    "batch_size": (int, None, "global batch: sequences per optimiser step, summed over processes"),
     "lr": (float, None, "peak AdamW learning rate"),
     "min_lr_ratio": (float, None, "final learning rate of the cosine decay, relative to --lr"),
     "warmup": (int, None, "linear warmup steps"),
@@ -81,38 +70,37 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
 }
 
 
-def _add_train_options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     for name, (typ, choices, text) in _TRAIN_OPTIONS.items():
-        default = argparse.SUPPRESS if suppress else getattr(defaults, name)
+        default = getattr(defaults, name)
         flag = "--" + name.replace("_", "-")
         parser.add_argument(flag, type=typ, choices=choices, default=default, help=text)
     parser.add_argument(
         "--compile",
         action="store_true",
-        default=argparse.SUPPRESS if suppress else False,
+        default=False,
         help="torch.compile the model",
     )
     parser.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
-        default=argparse.SUPPRESS if suppress else True,
+        default=True,
         help="progress bar",
     )
 
 
-def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
-    """The ``fm-text`` parser (with ``suppress_defaults``: only explicitly given options appear)."""
-    parser = _Parser(
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fm-text`` parser."""
+    parser = CLIParser(
         prog="fm-text",
         description="Discrete flow-matching text generation: train, sample, evaluate, demo.",
-        formatter_class=_FORMATTER,
     )
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train or resume a run", formatter_class=_FORMATTER)
     p.add_argument("--out", required=True, help="run folder (an existing run resumes)")
-    _add_train_options(p, suppress_defaults)
+    _add_train_options(p)
 
     p = sub.add_parser("sample", help="draw samples from a run", formatter_class=_FORMATTER)
     p.add_argument("--run", required=True, help="run folder")
@@ -163,15 +151,9 @@ def build_parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
 
 def _train_config(argv: list[str], args: argparse.Namespace) -> TrainConfig:
     """Options given on the command line over the stored config of an existing run, else defaults."""
-    explicit = vars(build_parser(suppress_defaults=True).parse_args(argv))
-    explicit = {k: v for k, v in explicit.items() if k not in ("command", "out")}
-    run = Path(args.out)
-    if (run / "config.json").is_file():
-        base = load_config(run).to_dict()
-    else:
-        base = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
-    base.update(explicit)
-    return TrainConfig(**base)
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
+    given = explicit_options(build_parser(), argv)
+    return TrainConfig(**run_directory(args.out).merge(values, given))
 
 
 def _cmd_train(argv: list[str], args: argparse.Namespace) -> None:
@@ -228,9 +210,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``fm-text``; returns the exit code."""
+    """Entry point of ``fm-text``; returns the exit code (2 for bad input, one line on stderr)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
+
+    def command() -> None:
         args = build_parser().parse_args(argv)
         if args.command == "train":
             _cmd_train(argv, args)
@@ -242,17 +225,8 @@ def main(argv: list[str] | None = None) -> int:
             from fm_text.demo import run_demo
 
             run_demo(args.out, steps=args.steps, data=args.data, progress=args.progress)
-    except UsageError as exc:
-        print(str(exc).splitlines()[0], file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, OSError) as exc:
-        line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"fm-text: error: {line}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("fm-text: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return run_cli("fm-text", command)
 
 
 def entry_point() -> None:

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from fm_core.training import write_json_atomic
+from fm_core.training import RunDirectory
 from fm_text.model.transformer import PRESETS, ModelConfig
 
-__all__ = ["RESUMABLE_FIELDS", "TrainConfig", "load_config"]
+__all__ = ["APP", "RESUMABLE_FIELDS", "TrainConfig", "load_config", "run_directory"]
+
+APP = "fm-text"
 
 MODELS = ("flow", "ar")
 SOURCES = ("mask", "uniform")
@@ -162,9 +163,9 @@ class TrainConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def save(self, path: str | Path) -> None:
-        """Write JSON atomically."""
-        write_json_atomic(path, self.to_dict())
+    def save(self, run_dir: str | Path) -> None:
+        """Write ``RUN_DIR/config.json`` atomically (tagged ``"app": "fm-text"``)."""
+        run_directory(run_dir).write_config(self.to_dict())
 
 
 def _choice(name: str, value: object, choices: tuple[str, ...]) -> None:
@@ -177,18 +178,18 @@ def _positive_int(name: str, value: object) -> None:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def run_directory(run_dir: str | Path) -> RunDirectory:
+    """The fm-text run in ``run_dir`` (its config, resume rules, best and latest checkpoints)."""
+    # accept_untagged: runs written before config.json carried "app" still load and resume.
+    return RunDirectory(run_dir, app=APP, resume_free=RESUMABLE_FIELDS, accept_untagged=True)
+
+
 def load_config(run_dir: str | Path) -> TrainConfig:
     """Read ``RUN_DIR/config.json``.
 
     Raises:
-        ValueError: ``run_dir`` is not a run (no readable ``config.json``).
+        RunError: ``run_dir`` is not an fm-text run (no readable ``config.json``).
     """
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ValueError(f"run: {run_dir} is not an fm-text run (no config.json)")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"run: cannot read {path}: {exc}") from None
+    raw = run_directory(run_dir).read_config()
     known = {f.name for f in fields(TrainConfig)}
     return TrainConfig(**{k: v for k, v in raw.items() if k in known})

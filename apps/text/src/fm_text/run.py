@@ -7,8 +7,7 @@ from pathlib import Path
 
 import torch
 
-from fm_core.training import load_weights
-from fm_text.config import TrainConfig, load_config
+from fm_text.config import TrainConfig, load_config, run_directory
 from fm_text.data import (
     TextTokenizer,
     TokenStream,
@@ -25,7 +24,7 @@ __all__ = ["RunData", "TrainedRun", "best_dir", "load_run", "prepare_data"]
 
 def best_dir(run_dir: str | Path) -> Path:
     """Where the best-validation weights live: ``RUN_DIR/best`` (a checkpoint folder of its own)."""
-    return Path(run_dir) / "best"
+    return run_directory(run_dir).best_path
 
 
 @dataclass
@@ -95,10 +94,11 @@ def load_run(
         device: where to put the model.
 
     Raises:
-        ValueError: not a run, or no checkpoint in it.
+        ValueError: a bad ``checkpoint``; ``RunError`` (a ``ValueError``): not a run, or no
+            checkpoint in it.
     """
     if checkpoint not in ("best", "latest"):
-        raise ValueError(f"checkpoint must be 'best' or 'latest', got {checkpoint!r}")
+        raise ValueError(f"--checkpoint must be best or latest, got {checkpoint!r}")
     run_dir = Path(run_dir)
     config = load_config(run_dir)
     tok_path = run_dir / "tokenizer.json"
@@ -106,11 +106,6 @@ def load_run(
         raise ValueError(f"run: {run_dir} has no tokenizer.json (training never started?)")
     tokenizer = load_tokenizer(tok_path)
     net = TextTransformer(config.model_config(tokenizer.vocab_size))
-    source = best_dir(run_dir) if checkpoint == "best" else run_dir
-    if checkpoint == "best" and not (source / "checkpoints").is_dir():
-        source, checkpoint = run_dir, "latest"
-    if not (source / "checkpoints").is_dir():
-        raise ValueError(f"run: {run_dir} has no checkpoint yet")
-    step = load_weights(source, net, ema=True)
+    step, checkpoint = run_directory(run_dir).load_weights(net, checkpoint=checkpoint, ema=True)
     net.to(device).eval()
     return TrainedRun(run_dir, config, tokenizer, net, step, checkpoint)

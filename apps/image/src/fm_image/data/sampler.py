@@ -15,17 +15,9 @@ from collections.abc import Iterator
 
 import torch
 
+from fm_core.training.seed import DATA_STREAM, step_seed  # the apps' one seeding scheme
+
 __all__ = ["StepBatchSampler", "step_seed"]
-
-
-def step_seed(seed: int, step: int, stream: int = 0) -> int:
-    """A 63-bit seed for ``(seed, step, stream)`` (SplitMix64 mixing: nearby inputs decorrelate)."""
-    z = (seed * 0x9E3779B97F4A7C15 + step * 0xBF58476D1CE4E5B9 + stream * 0x94D049BB133111EB) & (
-        2**64 - 1
-    )
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & (2**64 - 1)
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & (2**64 - 1)
-    return (z ^ (z >> 31)) & (2**63 - 1)
 
 
 class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
@@ -71,7 +63,7 @@ class StepBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def _epoch_perm(self, epoch: int) -> torch.Tensor:
         if epoch != self._perm_epoch:
-            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, stream=1))
+            g = torch.Generator().manual_seed(step_seed(self.seed, epoch, stream=DATA_STREAM))
             self._perm = torch.randperm(self.n, generator=g)
             self._perm_epoch = epoch
         return self._perm
