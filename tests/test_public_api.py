@@ -35,7 +35,7 @@ PUBLIC = {
     ],
     "fm_core.solver": ["FlowMapSolver", "ODESolver", "Solver"],
     "fm_core.loss": ["FlowMatchingLoss", "MeanFlowLoss", "flow_matching_loss"],
-    "fm_core.guidance": ["CFGScaledModel", "drop_labels"],
+    "fm_core.guidance": ["CFGScaledModel", "PiGDMGuidedModel", "drop_labels"],
     "fm_core.adaptation": [
         "AdjointMatchingLoss",
         "adjoint_matching_coefficient",

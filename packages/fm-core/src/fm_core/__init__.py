@@ -24,7 +24,7 @@ from fm_core.coupling import (
     sinkhorn_plan,
     squared_euclidean_cost,
 )
-from fm_core.guidance import CFGScaledModel, drop_labels
+from fm_core.guidance import CFGScaledModel, PiGDMGuidedModel, drop_labels
 from fm_core.loss import FlowMatchingLoss, MeanFlowLoss, flow_matching_loss
 from fm_core.path import AffineProbPath, CondOTProbPath, PathSample, ProbPath
 from fm_core.path.scheduler import (
@@ -83,6 +83,7 @@ __all__ = [
     "ModelWrapper",
     "ODESolver",
     "PathSample",
+    "PiGDMGuidedModel",
     "PolynomialConvexScheduler",
     "ProbPath",
     "ScheduleTransformedModel",
