@@ -49,6 +49,8 @@ def random_points(manifold, batch: int, dtype=torch.float64, generator=None) -> 
     if isinstance(manifold, ProductManifold):
         parts = [random_points(m, batch, dtype, g).reshape(batch, -1) for m in manifold.manifolds]
         return torch.cat(parts, dim=-1)
+    if isinstance(manifold, geoopt.Scaled):  # the same points; distances times the scale
+        return random_points(manifold.base, batch, dtype, g)
     if isinstance(manifold, (Sphere, geoopt.Sphere)):
         return manifold.projx(torch.randn(batch, 3, dtype=dtype, generator=g))
     if isinstance(manifold, FlatTorus):
@@ -92,6 +94,16 @@ MANIFOLDS = {
     "spd": SymmetricPositiveDefinite,
     "torus_x_sphere": torus_x_sphere,
     "se3_like": se3_like,
+    "stereographic_hyperbolic": lambda: Stereographic(k=-0.7).double(),
+    "scaled_sphere": lambda: geoopt.Scaled(Sphere(), 2.0).double(),
+    "scaled_poincare": lambda: geoopt.Scaled(PoincareBall(c=0.5), 0.5).double(),
+    "poincare_x_sphere": lambda: ProductManifold((PoincareBall(), 3), (Sphere(), 3)).double(),
+    "lorentz_x_spd_x_torus": lambda: ProductManifold(
+        (Lorentz(k=2.0), 4), (SymmetricPositiveDefinite(), (3, 3)), (FlatTorus(), 2)
+    ).double(),
+    "scaled_lorentz_x_so3": lambda: ProductManifold(
+        (geoopt.Scaled(Lorentz(), 1.5), 4), (SO3(), (3, 3))
+    ).double(),
 }
 OURS = ["sphere", "torus", "so3"]
 
