@@ -68,6 +68,7 @@ def _copy_bandwidth(device, timer, numel=1 << 28):
 def _cases(device, small):
     """(name, {impl: fn}, analytic bytes of the fused kernel)."""
     import fm_kernels
+    from fm_discrete.solver.step import mixture_euler_step_torch
     from fm_kernels import reference
 
     dt = torch.bfloat16 if device == "cuda" else torch.float32
@@ -93,16 +94,6 @@ def _cases(device, small):
             "kernel": fm_fwd_bwd(lambda o: fm_kernels.fm_loss(o, x_0, x_1, *coeffs)),
         },
         4 * b * d * esz,  # read output, x_0, x_1; write grad
-    )
-    interp = lambda: reference.affine_interpolate(x_0, x_1, *coeffs, upcast=False)
-    yield (
-        "affine_interpolate",
-        {
-            "eager": interp,
-            "compile": torch.compile(interp) if device == "cuda" else interp,
-            "kernel": lambda: fm_kernels.affine_interpolate(x_0, x_1, *coeffs),
-        },
-        4 * b * d * esz,  # read x_0, x_1; write x_t, dx_t
     )
     n, v, h = (16, 300, 32) if small else (8192, 50257, 768)
     logits = torch.randn(n, v, device=device, dtype=dt)
@@ -147,21 +138,15 @@ def _cases(device, small):
         },
         3 * n * v * esz,  # the loss kernel's share; the three matmuls are compute-bound
     )
-    tokens = torch.randint(0, v, (2, b, d), device=device)
-    kappa = torch.rand(b, device=device)
-    yield (
-        "mixture_sample",
-        {
-            "eager": lambda: reference.mixture_sample(tokens[0], tokens[1], kappa, seed=0),
-            "kernel": lambda: fm_kernels.mixture_sample(tokens[0], tokens[1], kappa, seed=0),
-        },
-        3 * b * d * 8,  # read x_0, x_1 (int64), write x_t
-    )
     jp = torch.ones(n, device=device)
     yield (
         f"mixture_euler_step N={n} V={v} (all rows jump)",
         {
-            "eager": lambda: reference.mixture_euler_step(logits, xt, jp, seed=0, upcast=False),
+            # The torch step the discrete solver runs otherwise (fm-discrete's), with the kernel's
+            # float32 draws, dense; fm_kernels.reference draws by multinomial (an oracle).
+            "eager": lambda: mixture_euler_step_torch(
+                logits, xt, jp, dtype=torch.float32, sparse=False
+            ),
             "kernel": lambda: fm_kernels.mixture_euler_step(logits, xt, jp, seed=0),
         },
         n * v * esz,  # read the scores once

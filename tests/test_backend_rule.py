@@ -107,3 +107,46 @@ def test_auto_uses_torch_while_compiling(monkeypatch):
     monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
     assert resolve_backend("auto", x) is None
     assert resolve_backend("triton", x) is fm_kernels  # an explicit request is honoured
+
+
+def test_fm_core_uses_fm_kernels_public_selector(monkeypatch):
+    """fm-core's wrapper asks ``fm_kernels.select_backend``, the one rule; no private module."""
+    from fm_core.ext import resolve_backend
+
+    asked = []
+    monkeypatch.setattr(
+        fm_kernels, "select_backend", lambda b, *t, name: asked.append((b, len(t))) or "torch"
+    )
+    x = torch.zeros(2)
+    assert resolve_backend("triton", x, x) is None  # the selector's answer is final
+    assert asked == [("triton", 2)]
+    assert resolve_backend("auto", x) is None  # CPU tensors: fm-core's "auto" never asks
+    assert asked == [("triton", 2)]
+
+
+def test_fm_core_value_check_switch_governs_the_kernels():
+    """fm-core links its one switch into fm-kernels when it dispatches (no sys.modules peeking)."""
+    from fm_core.ext import resolve_backend
+    from fm_core.utils import value_checks
+
+    resolve_backend("triton", torch.zeros(1))  # interpreted here: links fm-core's switch
+    assert _dispatch.checks_enabled(torch.zeros(1))
+    with value_checks("off"):
+        assert fm_kernels.get_value_checks() == "off"
+        assert not _dispatch.checks_enabled(torch.zeros(1))
+        # A token id out of range is no longer checked on the CPU (the kernel would read out of
+        # bounds, which is what "off" means); with checks on it raises before any work.
+    with pytest.raises(ValueError, match=r"x_1 must hold token ids in \[0, 3\)"):
+        fm_kernels.generalized_kl(
+            torch.zeros(2, 3), torch.tensor([0, 5]), torch.zeros(2, dtype=torch.long), torch.ones(2)
+        )
+
+
+def test_the_leaf_imports_no_fm_package_and_peeks_at_no_module():
+    import pathlib
+
+    src = pathlib.Path(fm_kernels.__file__).parent
+    for path in src.glob("*.py"):
+        text = path.read_text()
+        assert "sys.modules" not in text, path.name
+        assert "import fm_core" not in text and "from fm_core" not in text, path.name

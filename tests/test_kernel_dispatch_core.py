@@ -42,3 +42,20 @@ def test_auto_backend_stays_on_torch_for_cpu_tensors(monkeypatch):
     x = torch.randn(4, 2)
     FlowMatchingLoss(AffineProbPath(CondOTScheduler()))(x, x, x, torch.rand(4))
     assert calls == []
+
+
+@pytest.mark.parametrize("prediction", ["velocity", "x_1", "epsilon"])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_torch_path_is_pinned_to_the_kernels_reference(prediction, reduction):
+    """fm-core keeps its own torch path (fm-kernels is optional); it must equal the reference."""
+    g = torch.Generator().manual_seed(3)
+    x_0, x_1, out = torch.randn(3, 4, 2, 5, generator=g, dtype=torch.float64)
+    t, w = torch.rand(2, 4, generator=g, dtype=torch.float64)
+    path = AffineProbPath(CosineScheduler())
+    ours = FlowMatchingLoss(path, prediction=prediction, reduction=reduction, backend="torch")
+    c = path.scheduler(t)
+    ref = fm_kernels.reference.fm_loss(
+        out, x_0, x_1, c.alpha_t, c.sigma_t, c.d_alpha_t, c.d_sigma_t,
+        prediction=prediction, weights=w, reduction=reduction,
+    )  # fmt: skip
+    torch.testing.assert_close(ours(out, x_0, x_1, t, weights=w), ref, rtol=1e-14, atol=0)

@@ -73,3 +73,28 @@ def test_euler_solver_triton_reproduces_the_target_marginals():
     for backend, f in freqs.items():
         tv = 0.5 * (f - target).abs().sum(-1).max().item()
         assert tv < 0.04, f"{backend}: total variation {tv:.3f}"
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_torch_path_is_pinned_to_the_kernels_reference(reduction):
+    """fm-discrete keeps its own torch path (fm-kernels is optional); it must equal the reference.
+
+    ``reduction="none"`` is per position, ``[B, L]``, as in the reference ``flow_matching``.
+    """
+    import fm_kernels
+
+    g = torch.Generator().manual_seed(4)
+    B, L, V = 3, 4, 11
+    path = MixtureDiscreteProbPath(CondOTScheduler())
+    x_1, x_0 = torch.randint(0, V, (2, B, L), generator=g)
+    t = torch.tensor([0.2, 0.7, 1.0], dtype=torch.float64)
+    x_t = path.sample(x_0, x_1, t).x_t
+    logits = torch.randn(B, L, V, generator=g, dtype=torch.float64)
+    loss = MixturePathGeneralizedKL(path, reduction=reduction, backend="torch")
+    ours = loss(logits, x_1, x_t, t)
+    coeff = path.jump_coefficient(t, loss.eps)[:, None].expand(B, L)
+    ref = fm_kernels.reference.generalized_kl(
+        logits.reshape(-1, V), x_1.reshape(-1), x_t.reshape(-1), coeff.reshape(-1),
+        reduction=reduction,
+    )  # fmt: skip
+    torch.testing.assert_close(ours, ref.reshape(B, L) if reduction == "none" else ref)

@@ -20,16 +20,28 @@ def _loss_args():
 
 
 def test_public_names():
-    assert set(fm_kernels.__all__) >= {
-        "affine_interpolate",
+    # Frozen: a new or removed name fails here (and in tests/test_public_api.py) on purpose.
+    # affine_interpolate and mixture_sample were removed (issue 16): no path called them.
+    assert sorted(fm_kernels.__all__) == [
+        "BACKENDS",
+        "HAS_TRITON",
+        "INTERPRETED",
+        "__version__",
+        "fm_loss",
+        "generalized_kl",
+        "generalized_kl_linear",
+        "get_value_checks",
+        "mixture_euler_step",
+        "reference",
+        "select_backend",
+        "set_value_checks",
+    ]
+    assert sorted(reference.__all__) == [
         "fm_loss",
         "generalized_kl",
         "generalized_kl_linear",
         "mixture_euler_step",
-        "mixture_sample",
-        "reference",
-        "__version__",
-    }
+    ]
 
 
 def test_torch_backend_is_the_reference():
@@ -41,9 +53,43 @@ def test_torch_backend_is_the_reference():
 
 def test_auto_falls_back_on_cpu_without_interpreter(monkeypatch):
     monkeypatch.setattr(_dispatch, "INTERPRETED", False)
-    assert _dispatch.resolve_backend("auto", [torch.zeros(1)], "f") == "torch"
+    assert fm_kernels.select_backend("auto", torch.zeros(1)) == "torch"
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         fm_kernels.fm_loss(*_loss_args(), backend="triton")
+
+
+def test_select_backend_rule(monkeypatch):
+    x = torch.zeros(2)
+    assert fm_kernels.select_backend("torch", x) == "torch"
+    with pytest.raises(ValueError, match="backend must be one of"):
+        fm_kernels.select_backend("cuda", x)
+    monkeypatch.setattr(_dispatch, "INTERPRETED", True)
+    monkeypatch.setattr(_dispatch, "HAS_TRITON", True)
+    assert fm_kernels.select_backend("auto", x) == "triton"  # interpreted CPU tensors
+    # While torch.compile traces, "auto" keeps the graph whole (the reference compiles);
+    # an explicit request is honoured.
+    monkeypatch.setattr(torch.compiler, "is_compiling", lambda: True)
+    assert fm_kernels.select_backend("auto", x) == "torch"
+    assert fm_kernels.select_backend("triton", x) == "triton"
+    monkeypatch.setattr(_dispatch, "HAS_TRITON", False)
+    with pytest.raises(ImportError, match="f: backend='triton' needs Triton"):
+        fm_kernels.select_backend("triton", x, name="f")
+
+
+def test_value_check_mode_is_set_here_or_linked():
+    x = torch.zeros(1)
+    previous = fm_kernels.set_value_checks("off")
+    try:
+        assert fm_kernels.get_value_checks() == "off" and not _dispatch.checks_enabled(x)
+        mode = ["always"]
+        fm_kernels.set_value_checks(lambda: mode[0])  # how fm-core links its one switch
+        assert _dispatch.checks_enabled(torch.zeros(1, device="meta"))
+        mode[0] = "auto"
+        assert not _dispatch.checks_enabled(torch.zeros(1, device="meta"))
+        with pytest.raises(ValueError, match="mode must be one of"):
+            fm_kernels.set_value_checks("sometimes")
+    finally:
+        fm_kernels.set_value_checks(previous)
 
 
 def test_bad_backend():

@@ -151,10 +151,13 @@ def test_triton_backend_dispatches_with_kernel_signature(monkeypatch):
     calls = {}
 
     class Fake:
-        class _dispatch:  # fm-kernels' rule, as under Triton's interpreter: CPU tensors pass
-            @staticmethod
-            def resolve_backend(backend, tensors, name):
-                return "triton"
+        @staticmethod  # fm-kernels' public rule, as under Triton's interpreter: CPU tensors pass
+        def select_backend(backend, *tensors, name):
+            return "triton"
+
+        @staticmethod
+        def set_value_checks(mode):
+            return "auto"
 
         @staticmethod
         def fm_loss(
@@ -183,6 +186,17 @@ def test_triton_backend_dispatches_with_kernel_signature(monkeypatch):
     )
     # The backend is forwarded: fm-kernels must run the kernel or raise, never run torch quietly.
     assert calls == {"prediction": "x_1", "reduction": "sum", "shape": (6,), "backend": "triton"}
+
+
+@pytest.mark.parametrize("t_bad", [1.5, -0.25, float("nan")])
+def test_time_outside_unit_interval_raises(t_bad):
+    """Before: VPScheduler at t = 1.5 gave a finite, meaningless loss without a word."""
+    from fm_core.path.scheduler import VPScheduler
+
+    out, x_0, x_1, t = _data()
+    t[2] = t_bad
+    with pytest.raises(ValueError, match=r"t must lie in \[0.0, 1.0\]"):
+        FlowMatchingLoss(AffineProbPath(VPScheduler()))(out, x_0, x_1, t)
 
 
 @pytest.mark.parametrize(

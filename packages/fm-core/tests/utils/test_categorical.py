@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fm_core.ext import gumbel_argmax
 from fm_core.utils import categorical
 
 
@@ -34,3 +35,21 @@ def test_bad_input():
         categorical(torch.ones(2, 3, dtype=torch.long))
     with pytest.raises(ValueError, match=r"probs must have shape \[..., K\] with K >= 1"):
         categorical(torch.ones(2, 0))
+
+
+@pytest.mark.parametrize("logits", [True, False])
+def test_gumbel_argmax_frequencies_and_chunks(logits):
+    """The one sampler behind categorical and fm-discrete's Euler step, in chunks of 250 rows."""
+    p = torch.tensor([0.1, 0.0, 0.6, 0.3])
+    scores = (p.log() if logits else p).expand(40_000, 4)
+    g = torch.Generator().manual_seed(0)
+    x = gumbel_argmax(scores, scores_are_logits=logits, generator=g, chunk_elements=1000)
+    freq = torch.bincount(x, minlength=4).double() / x.numel()
+    assert freq[1] == 0
+    torch.testing.assert_close(freq, p.double(), atol=0.01, rtol=0)
+
+
+def test_gumbel_argmax_rows_draw_only_those_rows():
+    scores = torch.eye(5)[[3, 1, 4, 0, 2]] * 50.0  # row i draws its one-hot index almost surely
+    rows = torch.tensor([4, 0, 2])
+    torch.testing.assert_close(gumbel_argmax(scores, rows=rows), torch.tensor([2, 3, 4]))

@@ -8,8 +8,7 @@ fm_kernels`` still works, every ``backend="auto"`` call runs the torch reference
 from __future__ import annotations
 
 import os
-import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import SimpleNamespace
 
 import torch
@@ -35,6 +34,7 @@ __all__ = [
     "BACKENDS",
     "HAS_TRITON",
     "INTERPRETED",
+    "VALUE_CHECK_MODES",
     "as_batch_vector",
     "check_choice",
     "check_floating",
@@ -42,7 +42,9 @@ __all__ = [
     "check_nonempty",
     "checks_enabled",
     "compute_dtype",
-    "resolve_backend",
+    "get_value_checks",
+    "select_backend",
+    "set_value_checks",
     "tl",
     "tl_dtype",
     "to_storage",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "torch", "triton")
+VALUE_CHECK_MODES = ("auto", "always", "off")
 
 # triton.jit decides at decoration time (i.e. when fm_kernels is imported) whether kernels are
 # interpreted, so TRITON_INTERPRET=1 must be set before the import to run kernels on CPU tensors.
@@ -62,20 +65,33 @@ _INSTALL_HINT = (
 )
 
 
-def resolve_backend(backend: str, tensors: Sequence[Tensor], name: str) -> str:
-    """Pick ``"torch"`` or ``"triton"`` for one call.
+def select_backend(backend: str, *tensors: Tensor, name: str = "fm_kernels") -> str:
+    """The one kernel-dispatch rule of every fm-* package: ``"torch"`` or ``"triton"`` for a call.
 
-    ``"auto"`` runs Triton when it is importable and every tensor is on CUDA, or on CPU while
-    kernels are interpreted (``TRITON_INTERPRET=1`` at import); otherwise the torch reference.
-    ``"triton"`` raises instead of falling back.
+    - ``"torch"``: the torch reference.
+    - ``"auto"``: Triton when it is importable, ``torch.compile`` is not tracing (inductor fuses
+      the torch reference itself, and a hand-launched kernel would break the graph), and every
+      tensor is on CUDA, or on the CPU while kernels are interpreted (``TRITON_INTERPRET=1``
+      before ``import fm_kernels``); otherwise the torch reference, quietly.
+    - ``"triton"``: Triton, or an error before any work: ``ImportError`` (saying what to
+      install) without Triton, ``RuntimeError`` for tensors off CUDA unless interpreted. An
+      explicit request never falls back.
+
+    fm-core and fm-discrete call this through ``fm_core.ext.resolve_backend``, which adds one
+    condition of their own: their ``"auto"`` considers CUDA tensors only (the interpreter is for
+    tests, which ask for ``"triton"``).
 
     Args:
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
-        tensors: the call's tensor arguments.
-        name: the public function name, for error messages.
+        *tensors: the call's tensor arguments.
+        name: the caller's name, for error messages.
 
     Returns:
         ``"torch"`` or ``"triton"``.
+
+    Example:
+        >>> select_backend("torch", torch.zeros(2))
+        'torch'
     """
     check_choice("backend", backend, BACKENDS)
     if backend == "torch":
@@ -83,7 +99,7 @@ def resolve_backend(backend: str, tensors: Sequence[Tensor], name: str) -> str:
     devices = {t.device.type for t in tensors}
     runnable = HAS_TRITON and (devices <= {"cuda"} or INTERPRETED)
     if backend == "auto":
-        return "triton" if runnable else "torch"
+        return "triton" if runnable and not torch.compiler.is_compiling() else "torch"
     if not HAS_TRITON:
         raise ImportError(f"{name}: {_INSTALL_HINT}")
     if not runnable:
@@ -94,20 +110,43 @@ def resolve_backend(backend: str, tensors: Sequence[Tensor], name: str) -> str:
     return "triton"
 
 
-def _value_check_mode() -> str:
-    # fm-kernels is a leaf (it imports no fm-* package), so it reads the one switch of
-    # fm_core.utils.checks only when fm_core is already loaded; otherwise the default "auto".
-    checks = sys.modules.get("fm_core.utils.checks")
-    return checks.get_value_checks() if checks is not None else "auto"
+# The value-check mode: a mode string, or a zero-argument callable returning one (fm-core links
+# its switch, fm_core.utils.set_value_checks, here when it first dispatches to a kernel).
+_value_checks: str | Callable[[], str] = "auto"
+
+
+def set_value_checks(mode: str | Callable[[], str]) -> str | Callable[[], str]:
+    """Set fm-kernels' value-check mode; return the previous setting.
+
+    The modes are fm-core's (``"auto"``: eager mode on CPU tensors; ``"always"``: eager mode on
+    any device; ``"off"``: never; never while ``torch.compile`` traces). ``mode`` may also be a
+    zero-argument callable that returns the mode: fm-core passes ``get_value_checks`` the first
+    time it dispatches to fm-kernels, so that its one switch governs the kernels as well. A
+    program that uses fm-kernels on its own sets a mode here.
+
+    Args:
+        mode: ``"auto"``, ``"always"``, ``"off"``, or a callable returning one of them.
+    """
+    global _value_checks
+    if not callable(mode):
+        check_choice("mode", mode, VALUE_CHECK_MODES)
+    previous, _value_checks = _value_checks, mode
+    return previous
+
+
+def get_value_checks() -> str:
+    """The current value-check mode (from the linked callable, when one is set)."""
+    mode = _value_checks() if callable(_value_checks) else _value_checks
+    return mode if mode in VALUE_CHECK_MODES else "auto"
 
 
 def checks_enabled(*tensors: Tensor) -> bool:
-    """Whether value checks run: the rule of ``fm_core.utils.checks.value_checks_enabled``.
+    """Whether value checks run: fm-core's rule (``fm_core.ext.value_checks_enabled``).
 
     Never while ``torch.compile`` traces; mode ``"off"`` never; ``"always"`` in eager mode;
     ``"auto"`` (default) in eager mode when every tensor is on the CPU (no host sync on a GPU).
     """
-    mode = _value_check_mode()
+    mode = get_value_checks()
     if mode == "off" or torch.compiler.is_compiling():
         return False
     return mode == "always" or all(t.device.type == "cpu" for t in tensors)

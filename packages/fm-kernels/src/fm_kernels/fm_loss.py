@@ -21,7 +21,7 @@ from fm_kernels._dispatch import (
     check_floating,
     check_nonempty,
     compute_dtype,
-    resolve_backend,
+    select_backend,
     tl,
     tl_dtype,
     to_storage,
@@ -250,7 +250,7 @@ def fm_loss(
         weights = as_batch_vector("weights", weights, batch, output)
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")
-    if resolve_backend(backend, [output, x_0, x_1], "fm_loss") == "torch":
+    if select_backend(backend, output, x_0, x_1, name="fm_loss") == "torch":
         return reference.fm_loss(
             output, x_0, x_1, *coeffs, prediction=prediction, weights=weights, reduction=reduction
         )

@@ -15,14 +15,14 @@ from torch import Tensor
 
 from fm_kernels import reference
 from fm_kernels._dispatch import (
-    _value_check_mode,
     check_choice,
     check_floating,
     check_integer,
     check_nonempty,
     checks_enabled,
     compute_dtype,
-    resolve_backend,
+    get_value_checks,
+    select_backend,
     tl,
     tl_dtype,
     to_storage,
@@ -206,7 +206,7 @@ def check_generalized_kl_args(n: int, v: int, x_1, x_t, jump_coefficient, reduct
         elif (
             n
             and x.device.type != "cpu"
-            and _value_check_mode() != "off"
+            and get_value_checks() != "off"
             and not torch.compiler.is_compiling()
         ):
             torch._assert_async(
@@ -270,7 +270,7 @@ def generalized_kl(
     check_generalized_kl_args(n, v, x_1, x_t, jump_coefficient, reduction, logits)
     if block_size is not None and (block_size < 16 or block_size & (block_size - 1)):
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")
-    if resolve_backend(backend, [logits, x_1, x_t], "generalized_kl") == "torch":
+    if select_backend(backend, logits, x_1, x_t, name="generalized_kl") == "torch":
         return reference.generalized_kl(logits, x_1, x_t, jump_coefficient, reduction=reduction)
     return GeneralizedKLFunction.apply(
         logits.contiguous(),

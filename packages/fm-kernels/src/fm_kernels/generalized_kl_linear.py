@@ -16,7 +16,7 @@ from fm_kernels import reference
 from fm_kernels._dispatch import (
     check_floating,
     check_nonempty,
-    resolve_backend,
+    select_backend,
     triton,
     unit_grad_output,
 )
@@ -204,7 +204,7 @@ def generalized_kl_linear(
     check_generalized_kl_args(n, v, x_1, x_t, jump_coefficient, reduction, hidden)
     if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
-    if resolve_backend(backend, [hidden, weight], "generalized_kl_linear") == "torch":
+    if select_backend(backend, hidden, weight, name="generalized_kl_linear") == "torch":
         return reference.generalized_kl_linear(
             hidden, weight, x_1, x_t, jump_coefficient, bias=bias, reduction=reduction
         )

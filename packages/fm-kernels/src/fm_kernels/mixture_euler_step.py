@@ -19,7 +19,7 @@ from fm_kernels._dispatch import (
     check_nonempty,
     checks_enabled,
     compute_dtype,
-    resolve_backend,
+    select_backend,
     tl,
     tl_dtype,
     triton,
@@ -151,7 +151,7 @@ def mixture_euler_step(
         raise ValueError(f"block_size must be a power of two >= 16, got {block_size}")
     check_nonempty("scores", n)
     check_scores(scores, scores_are_logits)
-    if resolve_backend(backend, [scores, x_t], "mixture_euler_step") == "torch":
+    if select_backend(backend, scores, x_t, name="mixture_euler_step") == "torch":
         return reference.mixture_euler_step(
             scores, x_t, jump_prob, seed=seed, scores_are_logits=scores_are_logits
         )

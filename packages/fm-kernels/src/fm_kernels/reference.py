@@ -5,9 +5,15 @@ materialises whatever it needs, and is what the kernels are tested against. ``up
 computes in the inputs' own dtype instead; the tests use it to measure how far plain torch in
 bf16 lands from the fp32 answer (flash-attention's three-way tolerance).
 
-The random references (:func:`mixture_sample`, :func:`mixture_euler_step`) draw from
-``torch.Generator(...).manual_seed(seed)``: the same distribution as the kernels' Philox
-streams (``tl.rand``), not the same numbers.
+The random reference (:func:`mixture_euler_step`) draws from
+``torch.Generator(...).manual_seed(seed)`` with ``torch.multinomial``: the same distribution as
+the kernel's Gumbel-max on its Philox stream (``tl.rand``), not the same numbers, and by another
+algorithm, so it checks the kernel's sampling rather than repeating it.
+
+These are the kernels' specifications and oracles, and the torch fallback of fm-kernels' own
+functions. fm-core and fm-discrete keep their own torch paths (fm-kernels is an optional
+dependency of theirs, and this leaf imports no fm-* package); the cross-package tests
+(``tests/test_kernel_dispatch_*.py``) pin each of those paths to the reference here.
 """
 
 from __future__ import annotations
@@ -18,12 +24,10 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "affine_interpolate",
     "fm_loss",
     "generalized_kl",
     "generalized_kl_linear",
     "mixture_euler_step",
-    "mixture_sample",
 ]
 
 
@@ -43,39 +47,6 @@ def _reduce(per_token: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return per_token.sum()
     return per_token
-
-
-def affine_interpolate(
-    x_0: Tensor,
-    x_1: Tensor,
-    alpha_t: Tensor,
-    sigma_t: Tensor,
-    d_alpha_t: Tensor | None = None,
-    d_sigma_t: Tensor | None = None,
-    *,
-    upcast: bool = True,
-) -> tuple[Tensor, Tensor | None]:
-    """$x_t = \\sigma_t x_0 + \\alpha_t x_1$ and $\\dot x_t = \\dot\\sigma_t x_0 + \\dot\\alpha_t x_1$.
-
-    Args:
-        x_0: source samples, ``[B, ...]``.
-        x_1: target samples, ``[B, ...]``.
-        alpha_t, sigma_t: ``[B]``.
-        d_alpha_t, d_sigma_t: ``[B]`` or ``None`` (then ``dx_t`` is ``None``).
-        upcast: compute in fp32/fp64 (else in the inputs' dtype).
-
-    Returns:
-        ``(x_t, dx_t)``, each ``[B, ...]`` in the dtype of ``x_0`` and ``x_1`` promoted.
-    """
-    out_dtype = torch.promote_types(x_0.dtype, x_1.dtype)
-    dtype = _compute_dtype(x_0, x_1, alpha_t, sigma_t) if upcast else out_dtype
-    a, b = x_0.to(dtype), x_1.to(dtype)
-    x_t = _per_sample(sigma_t, a, dtype) * a + _per_sample(alpha_t, a, dtype) * b
-    dx_t = None
-    if d_alpha_t is not None and d_sigma_t is not None:
-        dx_t = _per_sample(d_sigma_t, a, dtype) * a + _per_sample(d_alpha_t, a, dtype) * b
-        dx_t = dx_t.to(out_dtype)
-    return x_t.to(out_dtype), dx_t
 
 
 def fm_loss(
@@ -123,23 +94,6 @@ def fm_loss(
     if weights is not None:
         per_sample = per_sample * weights.to(dtype).reshape(batch)
     return _reduce(per_sample, reduction)
-
-
-def mixture_sample(x_0: Tensor, x_1: Tensor, kappa_t: Tensor, *, seed: int) -> Tensor:
-    """Mixture-path sample: $x_t = x_1$ where $U < \\kappa_t$, else $x_0$, $U \\sim \\mathcal U[0, 1)$.
-
-    Args:
-        x_0, x_1: integer token tensors, ``[B, ...]``.
-        kappa_t: ``[B]``.
-        seed: seeds a ``torch.Generator`` on ``x_1``'s device.
-
-    Returns:
-        ``[B, ...]`` in ``x_1``'s dtype.
-    """
-    dtype = _compute_dtype(kappa_t)
-    generator = torch.Generator(device=x_1.device).manual_seed(seed)
-    u = torch.rand(x_1.shape, generator=generator, device=x_1.device, dtype=dtype)
-    return torch.where(u < _per_sample(kappa_t, x_1, dtype), x_1, x_0.to(x_1.dtype))
 
 
 def generalized_kl(
@@ -220,7 +174,8 @@ def mixture_euler_step(
     """One Euler step of a mixture-path CTMC sampler.
 
     Draws $x_1 \\sim \\mathrm{Cat}(\\mathrm{softmax}(\\text{scores}))$ (or $\\propto$ scores when
-    ``scores_are_logits=False``) by Gumbel-max, then jumps to it where $U < $ ``jump_prob``.
+    ``scores_are_logits=False``), then jumps to it where $U < $ ``jump_prob``. The kernel draws by
+    Gumbel-max; this reference by ``torch.multinomial`` (same distribution, other numbers).
 
     Args:
         scores: ``[N, V]`` logits, or non-negative unnormalised probabilities.
@@ -236,8 +191,7 @@ def mixture_euler_step(
     dtype = _compute_dtype(scores, jump_prob) if upcast else scores.dtype
     generator = torch.Generator(device=scores.device).manual_seed(seed)
     s = scores.to(dtype)
-    log_p = s if scores_are_logits else torch.log(s)
-    u = torch.rand(s.shape, generator=generator, device=s.device, dtype=dtype)
-    x_1 = torch.argmax(log_p - torch.log(-torch.log(u)), dim=-1)
+    probs = torch.softmax(s, dim=-1) if scores_are_logits else s
+    x_1 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     u_jump = torch.rand(x_t.shape, generator=generator, device=s.device, dtype=dtype)
     return torch.where(u_jump < jump_prob.to(dtype), x_1.to(x_t.dtype), x_t)

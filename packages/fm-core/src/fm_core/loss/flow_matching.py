@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from fm_core.path.affine import AffineProbPath
 from fm_core.path.path_sample import PathSample
 from fm_core.path.scheduler.scheduler import SchedulerOutput
+from fm_core.utils._reduction import check_reduction, mean_over_coordinates, reduce_loss
 from fm_core.utils.backend import check_backend, resolve_backend
 from fm_core.utils.checks import (
     check_batch_size,
@@ -16,18 +17,20 @@ from fm_core.utils.checks import (
     check_same_shape,
     check_tensor,
     check_time,
+    check_time_range,
 )
 
-__all__ = ["PREDICTIONS", "REDUCTIONS", "FlowMatchingLoss", "flow_matching_loss"]
+__all__ = ["PREDICTIONS", "FlowMatchingLoss", "flow_matching_loss"]
 
 PREDICTIONS = ("velocity", "x_1", "epsilon")
-REDUCTIONS = ("mean", "sum", "none")
 
 
-def _check_choice(value: object, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-    return value  # type: ignore[return-value]
+def _check_prediction(prediction: object) -> str:
+    if prediction not in PREDICTIONS:
+        raise ValueError(
+            f"prediction must be one of {', '.join(map(repr, PREDICTIONS))}; got {prediction!r}"
+        )
+    return prediction  # type: ignore[return-value]
 
 
 def _check_inputs(
@@ -38,6 +41,9 @@ def _check_inputs(
     batch_size = check_batch_size(model_output, "model_output")
     check_same_shape([("model_output", model_output), ("x_0", x_0), ("x_1", x_1)])
     check_time(t, batch_size)
+    # A value check (eager CPU by default, no host sync on a GPU): the schedulers are defined on
+    # [0, 1] only, and VPScheduler at t = 1.5 gives finite but meaningless coefficients.
+    check_time_range(t)
     check_same_device(
         [("model_output", model_output), ("x_0", x_0), ("x_1", x_1), ("t", t), ("weights", weights)]
     )
@@ -60,26 +66,20 @@ def _torch_loss(
     weights: Tensor | None,
     reduction: str,
 ) -> Tensor:
+    """fm-core's torch path: the same values as ``fm_kernels.reference.fm_loss`` (pinned by
+    ``tests/test_kernel_dispatch_core.py``), kept here because fm-kernels is optional."""
     # Accumulate in at least float32: a bf16 mean over 3*64*64 entries loses ~3 digits.
     dtype = torch.promote_types(torch.promote_types(model_output.dtype, x_0.dtype), torch.float32)
-    out = model_output.to(dtype)
     if prediction == "velocity":
         shape = (-1,) + (1,) * (x_0.ndim - 1)
-        target = c.d_sigma_t.to(dtype).reshape(shape) * x_0.to(dtype) + c.d_alpha_t.to(
-            dtype
-        ).reshape(shape) * x_1.to(dtype)
-    elif prediction == "x_1":
-        target = x_1.to(dtype)
+        d_sigma, d_alpha = (v.to(dtype).reshape(shape) for v in (c.d_sigma_t, c.d_alpha_t))
+        target = d_sigma * x_0.to(dtype) + d_alpha * x_1.to(dtype)
     else:
-        target = x_0.to(dtype)
-    per_sample = (out - target).square().reshape(out.shape[0], -1).mean(dim=1)
+        target = (x_1 if prediction == "x_1" else x_0).to(dtype)
+    per_sample = mean_over_coordinates((model_output.to(dtype) - target).square())
     if weights is not None:
         per_sample = per_sample * weights.to(dtype)
-    if reduction == "mean":
-        return per_sample.mean()
-    if reduction == "sum":
-        return per_sample.sum()
-    return per_sample
+    return reduce_loss(per_sample, reduction)
 
 
 def flow_matching_loss(
@@ -106,11 +106,13 @@ def flow_matching_loss(
         model_output: the network's prediction $f_\theta(x_t, t)$, floating, shape ``[B, ...]``.
         x_0: source samples, shape of ``model_output``.
         x_1: target samples, shape of ``model_output``.
-        t: times, floating, shape ``[B]`` (not range-checked here, to avoid a device sync).
+        t: times in $[0, 1]$, floating, shape ``[B]`` (the range is a value check: eager mode
+            on CPU tensors by default, see ``fm_core.utils.value_checks``; never a GPU sync).
         prediction: ``"velocity"``, ``"x_1"`` or ``"epsilon"``.
         weights: optional per-sample weights $w_i$, floating, shape ``[B]``.
-        reduction: ``"mean"`` (average of $\ell_i$ over the batch; not divided by $\sum w_i$),
-            ``"sum"``, or ``"none"`` (returns $\ell$ of shape ``[B]``).
+        reduction: ``"none"`` returns $\ell$ of shape ``[B]``; ``"mean"`` (default) is its mean
+            over the batch (so, unweighted, the mean over batch and coordinates; not divided by
+            $\sum w_i$), ``"sum"`` its sum. The one rule of every fm-* loss.
         backend: ``"auto"`` (fm-kernels' fused kernel when it is installed and the tensors are on
             CUDA, else torch), ``"torch"``, or ``"triton"`` (requires fm-kernels).
 
@@ -119,15 +121,15 @@ def flow_matching_loss(
 
     Raises:
         TypeError: a non-tensor or non-floating input, or ``path`` not an ``AffineProbPath``.
-        ValueError: a bad shape or option name.
+        ValueError: a bad shape or option name, or (a value check) ``t`` outside $[0, 1]$.
         ImportError: ``backend="triton"`` without fm-kernels.
     """
     if not isinstance(path, AffineProbPath):
         raise TypeError(
             f"path must be an fm_core AffineProbPath (e.g. CondOTProbPath()), got {type(path).__name__}"
         )
-    _check_choice(prediction, "prediction", PREDICTIONS)
-    _check_choice(reduction, "reduction", REDUCTIONS)
+    _check_prediction(prediction)
+    check_reduction(reduction)
     check_backend(backend)
     _check_inputs(model_output, x_0, x_1, t, weights)
     c = path.scheduler(t)
@@ -189,8 +191,8 @@ class FlowMatchingLoss(nn.Module):
                 f"{type(path).__name__}"
             )
         self.path = path
-        self.prediction = _check_choice(prediction, "prediction", PREDICTIONS)
-        self.reduction = _check_choice(reduction, "reduction", REDUCTIONS)
+        self.prediction = _check_prediction(prediction)
+        self.reduction = check_reduction(reduction)
         self.backend = check_backend(backend)
 
     def forward(

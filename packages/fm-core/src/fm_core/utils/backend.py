@@ -1,8 +1,9 @@
-"""Kernel dispatch shared by every fm-* package: torch, or fm-kernels' fused Triton kernels.
+"""Kernel dispatch for every fm-* package: torch, or fm-kernels' fused Triton kernels.
 
-fm-kernels is optional (no package depends on it); it is imported lazily, on the first call that
-may use it. DESIGN.md: a kernel runs when fm-kernels is importable, the tensors are on CUDA and
-the caller did not ask for ``backend="torch"``; otherwise the torch path runs.
+fm-kernels is optional (no package depends on it) and is imported lazily, on the first call that
+may use it. The rule itself is fm-kernels' public ``fm_kernels.select_backend``; this wrapper adds
+what only a caller knows (DESIGN.md): ``"auto"`` uses a kernel only on CUDA tensors, and
+fm-kernels may be missing. Siblings import it from ``fm_core.ext``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,18 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-import torch
 from torch import Tensor
+
+from fm_core.utils.checks import get_value_checks
 
 __all__ = ["BACKENDS", "check_backend", "resolve_backend"]
 
 BACKENDS = ("auto", "torch", "triton")
+
+_INSTALL_HINT = (
+    "backend='triton' needs the fm-kernels package (Triton kernels): `pip install fm-kernels` "
+    "(in the monorepo: `pip install packages/fm-kernels`), or pass backend='auto' or 'torch'"
+)
 
 
 def check_backend(backend: object) -> str:
@@ -29,45 +36,36 @@ def check_backend(backend: object) -> str:
 
 def _import_fm_kernels() -> ModuleType | None:
     try:
-        return importlib.import_module("fm_kernels")
+        module = importlib.import_module("fm_kernels")
     except ImportError:
         return None
+    # fm-core's one value-check switch governs the kernels' checks too (fm-kernels, a leaf,
+    # never looks for fm-core itself). Linking twice is harmless.
+    module.set_value_checks(get_value_checks)
+    return module
 
 
 def resolve_backend(backend: str, *tensors: Tensor) -> ModuleType | None:
     """Return the ``fm_kernels`` module when a fused kernel should run, else ``None`` (torch).
 
     - ``"torch"``: never a kernel.
-    - ``"auto"``: a kernel when fm-kernels imports and every tensor is on CUDA, in eager mode;
-      torch otherwise (also while ``torch.compile`` traces), quietly.
-    - ``"triton"``: a kernel, or an error: ``ImportError`` when fm-kernels is missing,
-      ``RuntimeError`` for non-CUDA tensors unless Triton's interpreter is on
-      (``TRITON_INTERPRET=1`` before importing fm_kernels: how kernels are tested on a CPU).
-      An explicitly requested backend never falls back silently.
+    - ``"auto"``: a kernel when every tensor is on CUDA, fm-kernels imports and
+      ``fm_kernels.select_backend`` picks Triton (Triton installed, not while ``torch.compile``
+      traces); torch otherwise, quietly.
+    - ``"triton"``: a kernel, or an error before any work: ``ImportError`` when fm-kernels is
+      missing, then ``fm_kernels.select_backend``'s own errors (no Triton; tensors off CUDA
+      unless Triton's interpreter is on, which is how kernels are tested on a CPU).
 
     The caller then calls the kernel with ``backend="triton"``: once a kernel is chosen, fm-kernels
-    runs it or raises, never its torch reference behind the caller's back. For ``"triton"`` the
-    rest of the rule (Triton installed; CUDA tensors or the interpreter) is fm-kernels' own
-    ``resolve_backend``, so both packages raise the same errors, before any work.
+    runs it or raises, never its torch reference behind the caller's back.
     """
     check_backend(backend)
-    if backend == "torch":
+    if backend == "torch" or (backend == "auto" and not all(t.is_cuda for t in tensors)):
         return None
-    on_cuda = all(t.is_cuda for t in tensors)
-    if backend == "auto":
-        # While torch.compile traces, inductor fuses the torch path itself, and a hand-launched
-        # Triton kernel could break the graph: "auto" keeps a compiled step whole.
-        if not on_cuda or torch.compiler.is_compiling():
-            return None
-        module = _import_fm_kernels()
-        return module if module is not None and getattr(module, "HAS_TRITON", True) else None
     module = _import_fm_kernels()
     if module is None:
-        raise ImportError(
-            "backend='triton' needs the fm-kernels package (Triton kernels): `pip install "
-            "fm-kernels` (in the monorepo: `pip install packages/fm-kernels`), or pass "
-            "backend='auto' or 'torch'"
-        )
-    # fm-kernels' own rule: ImportError without Triton, RuntimeError on CPU without the interpreter.
-    module._dispatch.resolve_backend("triton", list(tensors), "backend='triton'")
-    return module
+        if backend == "auto":
+            return None
+        raise ImportError(_INSTALL_HINT)
+    chosen = module.select_backend(backend, *tensors, name="backend='triton'")
+    return module if chosen == "triton" else None

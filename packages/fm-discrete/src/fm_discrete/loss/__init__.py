@@ -2,12 +2,11 @@
 
 from fm_discrete.loss.cross_entropy import MixturePathCrossEntropy
 from fm_discrete.loss.elbo import ELBOResult, MixturePathELBO
-from fm_discrete.loss.generalized_kl import MixturePathGeneralizedKL, generalized_kl_torch
+from fm_discrete.loss.generalized_kl import MixturePathGeneralizedKL
 
 __all__ = [
     "ELBOResult",
     "MixturePathCrossEntropy",
     "MixturePathELBO",
     "MixturePathGeneralizedKL",
-    "generalized_kl_torch",
 ]

@@ -5,18 +5,21 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fm_core.utils.backend import check_backend, resolve_backend
+from fm_core.ext import check_backend, check_reduction, reduce_loss, resolve_backend
 from fm_core.utils.tensor import unsqueeze_to_match
-from fm_discrete.loss._inputs import check_loss_inputs, check_reduction, reduce
+from fm_discrete.loss._inputs import check_loss_inputs
 from fm_discrete.path.mixture import DEFAULT_JUMP_EPS, MixtureDiscreteProbPath
 
-__all__ = ["MixturePathGeneralizedKL", "generalized_kl", "generalized_kl_torch"]
+__all__ = ["MixturePathGeneralizedKL", "generalized_kl"]
 
 
-def generalized_kl_torch(
+def _generalized_kl_torch(
     logits: Tensor, x_1: Tensor, x_t: Tensor, jump_coefficient: Tensor, *, reduction: str = "mean"
 ) -> Tensor:
-    r"""Torch reference of ``fm_kernels.generalized_kl`` (same signature, any leading shape).
+    r"""fm-discrete's torch path of ``fm_kernels.generalized_kl`` (same values, any leading shape).
+
+    Kept here because fm-kernels is optional; ``tests/test_kernel_dispatch_discrete.py`` pins it
+    to ``fm_kernels.reference.generalized_kl``.
 
     Per token: $-c\,\big(p(x_t) - \delta_{x_1 x_t} + (1-\delta_{x_1 x_t}) \log p(x_1)\big)$ with
     $p = \mathrm{softmax}(\text{logits})$ and $c$ = ``jump_coefficient``.
@@ -37,7 +40,7 @@ def generalized_kl_torch(
     # NaN); the bracket there is p(x_t) - 1, as in fm_kernels.generalized_kl.
     inner = torch.where(x_1 == x_t, p_xt - 1.0, p_xt + log_p_x1)
     loss = -jump_coefficient.to(log_p.dtype) * inner
-    return reduce(loss, reduction)
+    return reduce_loss(loss, reduction)
 
 
 def generalized_kl(
@@ -62,7 +65,7 @@ def generalized_kl(
     coeff = jump_coefficient.expand(x_1.shape)
     kernels = resolve_backend(backend, logits, x_1, x_t)
     if kernels is None:
-        return generalized_kl_torch(logits, x_1, x_t, coeff, reduction=reduction)
+        return _generalized_kl_torch(logits, x_1, x_t, coeff, reduction=reduction)
     vocab = logits.shape[-1]
     out = kernels.generalized_kl(
         logits.reshape(-1, vocab),

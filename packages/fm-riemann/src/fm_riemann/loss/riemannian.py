@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from torch import Tensor, nn
 
+from fm_core.ext import check_reduction, check_same_device, reduce_loss
 from fm_core.path.path_sample import PathSample
-from fm_core.utils.checks import check_same_device
 from fm_riemann.path.geodesic import GeodesicProbPath
 
 __all__ = ["RiemannianFlowMatchingLoss"]
 
 
 class RiemannianFlowMatchingLoss(nn.Module):
-    r"""$\| v_\theta(x_t, t) - \dot x_t \|^2_{g(x_t)}$, the squared error in the manifold's metric.
+    r"""$\frac1D \| v_\theta(x_t, t) - \dot x_t \|^2_{g(x_t)}$: the squared error in the manifold's
+    metric, per coordinate.
 
-    Computed as ``manifold.inner(x_t, v - dx_t)`` (summed over any extra non-batch dimensions,
-    e.g. a set of points per sample), then reduced over the batch. On the sphere, torus or
-    ``Euclidean`` this is the ambient squared error summed over coordinates; on the Poincaré
-    ball it weights by the conformal factor, as the geometry asks.
+    Per sample, ``manifold.inner(x_t, v - dx_t)`` (summed over any extra non-batch dimensions,
+    e.g. a set of points per sample) divided by $D$, the number of ambient coordinates of a
+    sample (the product of ``v.shape[1:]``). This is fm-core's ``FlowMatchingLoss`` rule, the mean over
+    coordinates: on ``Euclidean`` the two losses are equal, and on the sphere or torus the
+    default equals the reference notebooks' ``(v - dx_t).pow(2).mean()``. On the Poincaré ball
+    the metric weights by the conformal factor, as the geometry asks. Multiply by $D$ for the
+    squared norm itself.
 
     Args:
         path: the ``GeodesicProbPath`` that produced the samples (its manifold gives the metric).
-        reduction: ``"mean"`` (over the batch, default), ``"sum"`` or ``"none"`` (shape ``[B]``).
+        reduction: ``"none"`` returns the ``[B]`` per-sample values, ``"mean"`` (default) their
+            mean, ``"sum"`` their sum (the one rule of every fm-* loss).
 
     Example:
         >>> import torch
@@ -40,10 +46,8 @@ class RiemannianFlowMatchingLoss(nn.Module):
         super().__init__()
         if not isinstance(path, GeodesicProbPath):
             raise TypeError(f"path must be a GeodesicProbPath, got {type(path).__name__}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         self.path = path
-        self.reduction = reduction
+        self.reduction = check_reduction(reduction)
 
     def forward(self, velocity: Tensor, path_sample: PathSample) -> Tensor:
         """Loss of predicted ``velocity`` (shape ``[B, *point_shape]``) against ``path_sample.dx_t``."""
@@ -55,7 +59,5 @@ class RiemannianFlowMatchingLoss(nn.Module):
             )
         check_same_device([("path_sample.dx_t", path_sample.dx_t), ("velocity", velocity)])
         sq = self.path.manifold.inner(path_sample.x_t, velocity - path_sample.dx_t)
-        per_sample = sq.reshape(sq.shape[0], -1).sum(1) if sq.ndim > 1 else sq
-        if self.reduction == "none":
-            return per_sample
-        return per_sample.sum() if self.reduction == "sum" else per_sample.mean()
+        per_sample = sq.reshape(sq.shape[0], -1).sum(1) / math.prod(velocity.shape[1:])
+        return reduce_loss(per_sample, self.reduction)
