@@ -19,9 +19,18 @@ from fm_riemann.manifolds._volume import (
     riemannian_divergence_hutchinson,
     volume_of,
 )
-from fm_riemann.testing import MANIFOLDS, random_points
+from fm_riemann.testing import EXTRA_MANIFOLDS, MANIFOLDS, ManifoldTests, random_points
 
-NAMES = sorted(MANIFOLDS)
+ALL = {**MANIFOLDS, **EXTRA_MANIFOLDS}
+NAMES = sorted(ALL)
+
+
+class TestExtraManifolds(ManifoldTests):
+    """The shared properties on the manifolds outside ``MANIFOLDS`` (Scaled, Lorentz products)."""
+
+    @pytest.fixture(params=sorted(EXTRA_MANIFOLDS))
+    def manifold(self, request):
+        return EXTRA_MANIFOLDS[request.param]()
 
 
 def smooth_field(manifold, point_shape, seed=0):
@@ -40,7 +49,7 @@ def smooth_field(manifold, point_shape, seed=0):
 
 
 def _points(name, batch=3, seed=0):
-    m = MANIFOLDS[name]()
+    m = ALL[name]()
     return m, random_points(m, batch, generator=torch.Generator().manual_seed(seed))
 
 
