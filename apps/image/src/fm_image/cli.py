@@ -1,4 +1,4 @@
-"""``fm-image``: train | sample | evaluate | demo.
+"""``fm-image``: train | sample | evaluate | demo | finetune | inpaint.
 
 Every bad input (an unknown option, a bad value, a missing or corrupt data folder, an unknown or
 incompatible run directory) ends with ONE line on stderr and exit code 2, before anything in an
@@ -172,7 +172,43 @@ def build_parser() -> argparse.ArgumentParser:
         "--progress", default=True, action=argparse.BooleanOptionalAction, help="progress bar"
     )
     p.add_argument("--classifier-steps", type=int, default=800, help="training steps of the judge")
+    _adaptation_parsers(sub, fmt)
     return parser
+
+
+def _adaptation_parsers(sub, fmt) -> None:
+    """``finetune`` (Adjoint Matching towards a reward) and ``inpaint`` (PiGDM posterior)."""
+    p = sub.add_parser(
+        "finetune", help="reward fine-tuning (Adjoint Matching) into a new run", formatter_class=fmt
+    )
+    a = p.add_argument
+    a("--run", required=True, help="base run (a continuous flow)")
+    a("--reward", required=True, help="class:K = log p(K | x) by the run's classifier")
+    a("--scale", type=float, required=True, help="lambda: target p_base(x) exp(lambda r(x))")
+    a("--out", required=True, help="new run directory of the fine-tuned model")
+    a("--iters", type=int, default=300, help="optimizer steps")
+    a("--batch-size", type=int, default=64, help="memoryless trajectories per step")
+    a("--sde-steps", type=int, default=20, help="steps of the memoryless SDE and lean adjoint")
+    a("--num-times", type=int, default=10, help="grid times per trajectory in the loss")
+    a("--lr", type=float, default=1e-4, help="Adam learning rate")
+    a("--classifier-steps", type=int, default=800, help="training steps of the run's classifier")
+    a("--seed", type=int, default=0, help="seed")
+    a("--device", default="auto", help="auto, cpu or cuda[:N]")
+    p = sub.add_parser(
+        "inpaint", help="reconstruct masked held-out images (PNG + .npz)", formatter_class=fmt
+    )
+    a = p.add_argument
+    a("--run", required=True, help="run directory (a continuous flow)")
+    a("--mask", required=True, choices=("left", "right", "top", "bottom", "center", "random50"),
+      help="the hidden part")  # fmt: skip
+    a("--num", type=int, default=20, help="held-out images N")
+    a("--out", required=True, help="output PNG (FILE.npz is written beside it)")
+    a("--noise-std", type=float, default=0.05, help="measurement noise sigma_y (pixels in [-1, 1])")
+    a("--guidance-scale", type=float, default=1.0, help="PiGDM guidance weight gamma")
+    a("--nfe", type=int, default=50, help="model evaluations (each also takes one backward)")
+    a("--method", default="midpoint", help="ODE method")
+    a("--seed", type=int, default=0, help="seed of the images, masks, noise")
+    a("--device", default="auto", help="auto, cpu or cuda[:N]")
 
 
 def _parse_labels(text: str | None, num: int, num_classes: int):
@@ -268,7 +304,35 @@ def cmd_demo(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "demo": cmd_demo}
+def cmd_finetune(args: argparse.Namespace, argv: list[str]) -> int:
+    from fm_image.finetune import finetune
+
+    result = finetune(
+        args.run, args.out, reward=args.reward, scale=args.scale, iters=args.iters,
+        batch_size=args.batch_size, sde_steps=args.sde_steps, num_times=args.num_times,
+        lr=args.lr, seed=args.seed, classifier_steps=args.classifier_steps, device=args.device,
+        log=lambda line: print(line, file=sys.stderr),
+    )  # fmt: skip
+    print(json.dumps(result))
+    return 0
+
+
+def cmd_inpaint(args: argparse.Namespace, argv: list[str]) -> int:
+    from fm_image.inpaint import inpaint
+
+    result = inpaint(
+        args.run, mask=args.mask, num=args.num, out=args.out, noise_std=args.noise_std,
+        guidance_scale=args.guidance_scale, nfe=args.nfe, method=args.method, seed=args.seed,
+        device=args.device,
+    )  # fmt: skip
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {
+    "train": cmd_train, "sample": cmd_sample, "evaluate": cmd_evaluate, "demo": cmd_demo,
+    "finetune": cmd_finetune, "inpaint": cmd_inpaint,
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
