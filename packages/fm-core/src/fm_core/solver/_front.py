@@ -53,6 +53,15 @@ class FlowSolver(Solver):
     def _move(self, options: dict) -> Move:
         return euclidean_move
 
+    def _divergence_hooks(self, proju: bool):
+        """``(project, correction)`` of the log-determinant dynamics.
+
+        ``project(x, v)`` projects divergence cotangents (``None``: none); ``correction(x, u)``,
+        if not ``None``, is added to the divergence (a volume term: the rate of change of the
+        log-density of the reference measure along the flow, on manifolds given in coordinates).
+        """
+        return self._project(proju), None
+
     def _check_input(self, x: Tensor, name: str) -> None:
         check_floating(x, name)
         check_batch_size(x, name)
@@ -107,7 +116,9 @@ class FlowSolver(Solver):
             return torch.stack([s[0] for s in states])
         return states[-1][0]
 
-    def _log_det_dynamics(self, call, x, divergence, num_probes, probe, generator, chunk, project):
+    def _log_det_dynamics(
+        self, call, x, divergence, num_probes, probe, generator, chunk, project, correction=None
+    ):
         if divergence == "exact":
             estimator = ExactDivergence(x, chunk, project=project)
         elif divergence == "hutchinson":
@@ -128,6 +139,8 @@ class FlowSolver(Solver):
                     if u.requires_grad
                     else u.new_zeros(len(u))
                 )
+                if correction is not None:
+                    div = div + correction(x_t, u)
             if not graph:
                 u, div = u.detach(), div.detach()
             return u, div.to(y[1].dtype)
@@ -148,10 +161,10 @@ class FlowSolver(Solver):
             )
         if not callable(log_p0):
             raise TypeError(f"log_p0 must be callable, got {type(log_p0).__name__}")
-        project = self._project(proju)
-        call = ModelCall(self.velocity_model, model_extras, project=project)
+        call = ModelCall(self.velocity_model, model_extras, project=self._project(proju))
+        project, correction = self._divergence_hooks(proju)
         dyn = self._log_det_dynamics(call, x, divergence, num_probes, probe, generator,
-                                     divergence_chunk_size, project)  # fmt: skip
+                                     divergence_chunk_size, project, correction)  # fmt: skip
         log_det0 = torch.zeros(x.shape[0], device=x.device, dtype=time_dtype(x))
         with torch.set_grad_enabled(enable_grad):
             states = integrate(

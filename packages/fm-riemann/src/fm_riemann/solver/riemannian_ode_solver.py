@@ -1,8 +1,7 @@
-"""ODE sampling and likelihoods on manifolds."""
+"""ODE sampling and likelihoods on manifolds: a front-end on fm-core's one integrator."""
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -10,22 +9,11 @@ import geoopt
 import torch
 from torch import Tensor, nn
 
-from fm_core.solver.integrate import check_finite_solution
-from fm_core.solver.solver import Solver
-from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
-from fm_core.utils.checks import (
-    check_batch_size,
-    check_floating,
-    check_log_density,
-)
+from fm_core.solver._front import FlowSolver, divergence_name
+from fm_core.solver._moves import manifold_move
 from fm_riemann._checks import check_on_manifold
 from fm_riemann.path.geodesic import check_manifold
-from fm_riemann.solver.divergence import (
-    check_embedded,
-    divergence_exact,
-    divergence_hutchinson,
-)
-from fm_riemann.solver.methods import METHODS, rk_step
+from fm_riemann.solver.divergence import check_embedded
 
 __all__ = ["RiemannianODESolver"]
 
@@ -33,11 +21,12 @@ __all__ = ["RiemannianODESolver"]
 StepBy = Literal["projx", "expmap"]
 
 
-class RiemannianODESolver(Solver):
+class RiemannianODESolver(FlowSolver):
     r"""Integrate $\dot x = u_t(x)$ on a manifold with fixed-step Runge-Kutta methods.
 
-    ``method`` is ``"euler"`` (order 1), ``"midpoint"`` (2) or ``"rk4"`` (classical, 4). Each
-    stage and step moves from the current point $x$ by an ambient increment $w$ in one of two
+    The methods are fm-core's (one integrator, one Butcher tableau per method): ``"euler"``
+    (order 1), ``"midpoint"`` (2), ``"heun2"`` (2), ``"rk4"`` (classical, 4) and adaptive
+    ``"dopri5"`` (``atol``/``rtol``). Each stage and step moves from the current point $x$ by an ambient increment $w$ in one of two
     ways (``step_by``):
 
     - ``"projx"`` (default, as the reference): $x \leftarrow \mathrm{projx}(x + w)$ (just $x + w$
@@ -75,19 +64,14 @@ class RiemannianODESolver(Solver):
         *,
         check_points: bool = True,
     ):
-        super().__init__()
         check_manifold(manifold)
-        if not callable(velocity_model):
-            raise TypeError(f"velocity_model must be callable, got {type(velocity_model).__name__}")
+        super().__init__(velocity_model)
         self.manifold = manifold
-        self.velocity_model = velocity_model
         self.check_points = check_points
-        self.last_nfe = 0
 
-    # ----------------------------------------------------------------------------------------
+    # ---------------------------------------------------------------- hooks of the integrator
     def _check_input(self, x: Tensor, name: str) -> None:
-        check_floating(x, name)
-        check_batch_size(x, name)
+        super()._check_input(x, name)
         checked = self.manifold._check_shape(x.shape, name)
         ok, reason = checked if isinstance(checked, tuple) else (checked, None)
         if not ok:
@@ -100,51 +84,15 @@ class RiemannianODESolver(Solver):
                 hint="project it with manifold.projx, or pass check_points=False",
             )
 
-    def _field(self, proju: bool, extras: dict[str, Any]) -> Callable[[Tensor, Tensor], Tensor]:
-        checked = False
-        self.last_nfe = 0
+    def _project(self, proju: bool):
+        return self.manifold.proju if proju else None
 
-        def field(x: Tensor, t: Tensor) -> Tensor:
-            nonlocal checked
-            v = self.velocity_model(x=x, t=t, **extras)
-            self.last_nfe += 1
-            if not checked:
-                if not isinstance(v, Tensor) or v.shape != x.shape:
-                    got = tuple(v.shape) if isinstance(v, Tensor) else type(v).__name__
-                    raise ValueError(
-                        f"velocity_model must return a tensor of the shape of x, "
-                        f"{tuple(x.shape)}, got {got}"
-                    )
-                checked = True
-            return self.manifold.proju(x, v) if proju else v
+    def _divergence_hooks(self, proju: bool):
+        # The divergence of a tangent field: cotangents projected whatever ``proju`` says.
+        return self.manifold.proju, None
 
-        return field
-
-    def _move(self, projx: bool, step_by: str) -> Callable[[Tensor, Tensor], Tensor]:
-        m = self.manifold
-        if step_by == "expmap":
-            return lambda x, w: m.expmap(x, m.proju(x, w))
-        if step_by != "projx":
-            raise ValueError(f"step_by must be 'projx' or 'expmap', got {step_by!r}")
-        return (lambda x, w: m.projx(x + w)) if projx else (lambda x, w: x + w)
-
-    @staticmethod
-    def _method(method: str):
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-        return METHODS[method]
-
-    @staticmethod
-    def _steps(grid: Tensor, verbose: bool):
-        pairs = list(itertools.pairwise(grid))
-        if verbose:
-            try:
-                from tqdm import tqdm
-
-                return tqdm(pairs)
-            except ImportError:  # progress bars are optional
-                pass
-        return pairs
+    def _move(self, options: dict):
+        return manifold_move(self.manifold, options["step_by"], options["projx"])
 
     # ----------------------------------------------------------------------------------------
     def sample(
@@ -158,9 +106,21 @@ class RiemannianODESolver(Solver):
         return_intermediates: bool = False,
         verbose: bool = False,
         enable_grad: bool = False,
+        *,
         step_by: StepBy = "projx",
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
+        checkpoint_steps: bool = False,
+        gradient: str | None = None,
+        return_log_prob: bool = False,
+        log_p0: Callable[[Tensor], Tensor] | None = None,
+        divergence: str = "exact",
+        num_probes: int = 1,
+        probe: str = "rademacher",
+        generator: torch.Generator | None = None,
+        divergence_chunk_size: int | None = None,
         **model_extras: Any,
-    ) -> Tensor:
+    ) -> Tensor | tuple[Tensor, Tensor]:
         r"""Solve the ODE from ``x_init`` at ``time_grid[0]`` to ``time_grid[-1]``.
 
         Args:
@@ -168,36 +128,51 @@ class RiemannianODESolver(Solver):
             step_size: largest step; ``None`` steps exactly on ``time_grid``.
             projx: project the state onto the manifold after each move (``step_by="projx"``).
             proju: project the velocity onto the tangent space at each evaluation.
-            method: ``"euler"``, ``"midpoint"`` or ``"rk4"``.
+            method: ``"euler"``, ``"midpoint"``, ``"heun2"``, ``"rk4"`` or ``"dopri5"``.
             time_grid: 1-D strictly monotone times in $[0, 1]$, either direction, default
                 ``[0, 1]``; integration starts at its first time and every time is hit exactly.
             return_intermediates: return the states at every time of ``time_grid``.
             verbose: show a progress bar (needs tqdm).
             enable_grad: keep the autograd graph through the solve.
             step_by: ``"projx"`` or ``"expmap"`` (see the class docstring).
+            atol: absolute tolerance of ``dopri5``.
+            rtol: relative tolerance of ``dopri5``.
+            checkpoint_steps: checkpoint every step (as ``ODESolver.sample``).
+            gradient: ``"backprop"``, ``"checkpoint"`` or ``"adjoint"`` (as ``ODESolver.sample``;
+                the adjoint runs through the projected steps).
+            return_log_prob: also return $\log p_1$ of the samples (w.r.t. the Riemannian
+                volume), integrating the divergence along the same solve; needs ``log_p0``.
+            log_p0: source log-density, ``[B, *point_shape] -> [B]``.
+            divergence: ``"exact"`` (default here) or ``"hutchinson"``.
+            num_probes: Hutchinson probes.
+            probe: ``"rademacher"`` or ``"gaussian"``.
+            generator: ``torch.Generator`` for the probes.
+            divergence_chunk_size: as in ``ODESolver.compute_likelihood``.
             **model_extras: forwarded to the velocity model.
 
         Returns:
             The final state ``[B, *point_shape]``, or ``[len(time_grid), B, *point_shape]`` with
-            ``return_intermediates``.
+            ``return_intermediates``; with ``return_log_prob`` the pair ``(samples, log_p1)``.
         """
-        self._check_input(x_init, "x_init")
-        rk = self._method(method)
-        move = self._move(projx, step_by)
-        grid = resolve_time_grid(time_grid, (0.0, 1.0), device=x_init.device, dtype=x_init.dtype)
-        grid, index = fixed_step_grid(grid, step_size)
-        field = self._field(proju, model_extras)
-        states = [x_init]
-        with torch.set_grad_enabled(enable_grad):
-            x = x_init
-            for t0, t1 in self._steps(grid, verbose):
-                x, _ = rk_step(rk, lambda y, s: (field(y, s), None), move, x, t0, t1 - t0)
-                if return_intermediates:
-                    states.append(x)
-        check_finite_solution(x, "the sample")
-        if return_intermediates:
-            return torch.stack([states[i] for i in index], dim=0)
-        return x
+        grad = self._gradient(gradient, checkpoint_steps)
+        options = {"step_by": step_by, "projx": projx}
+        if return_log_prob:
+            if log_p0 is None:
+                raise ValueError("return_log_prob=True needs log_p0, the source log-density")
+            check_embedded(self.manifold)
+            return self._sample_with_likelihood(
+                x_init, log_p0, return_intermediates, enable_grad, step_size=step_size,
+                method=method, atol=atol, rtol=rtol, time_grid=time_grid, gradient=grad,
+                verbose=verbose, divergence=divergence, num_probes=num_probes, probe=probe,
+                generator=generator, divergence_chunk_size=divergence_chunk_size, proju=proju,
+                move_options=options, model_extras=model_extras,
+            )  # fmt: skip
+        return self._sample(
+            x_init, step_size=step_size, method=method, atol=atol, rtol=rtol,
+            time_grid=time_grid, return_intermediates=return_intermediates,
+            enable_grad=enable_grad, gradient=grad, verbose=verbose, proju=proju,
+            move_options=options, model_extras=model_extras,
+        )  # fmt: skip
 
     def compute_likelihood(
         self,
@@ -205,14 +180,24 @@ class RiemannianODESolver(Solver):
         log_p0: Callable[[Tensor], Tensor],
         step_size: float | None,
         method: str = "euler",
+        atol: float = 1e-5,
+        rtol: float = 1e-5,
         time_grid: Tensor | None = None,
         return_intermediates: bool = False,
         exact_divergence: bool = False,
         enable_grad: bool = False,
+        *,
         projx: bool = True,
         proju: bool = True,
         step_by: StepBy = "projx",
+        divergence: str | None = None,
+        num_probes: int = 1,
+        probe: str = "rademacher",
         generator: torch.Generator | None = None,
+        divergence_chunk_size: int | None = None,
+        checkpoint_steps: bool = False,
+        gradient: str | None = None,
+        verbose: bool = False,
         **model_extras: Any,
     ) -> tuple[Tensor, Tensor]:
         r"""Log-likelihood $\log p_1(x_1)$ of the flow, by integrating backwards to the source.
@@ -227,18 +212,28 @@ class RiemannianODESolver(Solver):
             x_1: target points, shape ``[B, *point_shape]``.
             log_p0: source log-density, ``[B, *point_shape] -> [B]``.
             step_size: largest step, or ``None`` to step on ``time_grid``.
-            method: ``"euler"``, ``"midpoint"`` or ``"rk4"``.
+            method: as in ``sample``.
+            atol: as in ``sample``.
+            rtol: as in ``sample``.
             time_grid: monotone times, default ``[1, 0]``; ``x_1`` is at its first time and
                 ``log_p0`` is the density at its last.
             return_intermediates: return the states at every time of ``time_grid``.
-            exact_divergence: exact trace ($D$ backward passes, $D$ = ambient size of a point)
-                or, if ``False``, Hutchinson's estimate with one ambient Gaussian $z$ per solve,
-                projected to the tangent space at each evaluation.
+            exact_divergence: the reference's switch: ``True`` for ``divergence="exact"`` (the
+                trace from one batched backward pass over the $D$ projected basis vectors),
+                ``False`` (default) for ``"hutchinson"``.
             enable_grad: keep the graph (train through the likelihood).
             projx: as in ``sample``.
             proju: as in ``sample``.
             step_by: as in ``sample``.
-            generator: random generator for Hutchinson's noise.
+            divergence: ``"exact"`` or ``"hutchinson"``; overrides ``exact_divergence``.
+            num_probes: Hutchinson probes $z$ (drawn once per solve, projected to the tangent
+                space at each evaluation).
+            probe: ``"rademacher"`` (default) or ``"gaussian"``.
+            generator: random generator for Hutchinson's probes.
+            divergence_chunk_size: as in ``ODESolver.compute_likelihood``.
+            checkpoint_steps: as in ``ODESolver.compute_likelihood``.
+            gradient: as in ``sample``.
+            verbose: show a progress bar.
             **model_extras: forwarded to the velocity model.
 
         Returns:
@@ -246,45 +241,24 @@ class RiemannianODESolver(Solver):
             ``[len(time_grid), B, *point_shape]`` with ``return_intermediates``) and
             $\log p_1(x_1)$ of shape ``[B]``.
         """
-        self._check_input(x_1, "x_1")
         check_embedded(self.manifold)
-        if not callable(log_p0):
-            raise TypeError(f"log_p0 must be callable, got {type(log_p0).__name__}")
-        rk = self._method(method)
-        move = self._move(projx, step_by)
-        grid = resolve_time_grid(time_grid, (1.0, 0.0), device=x_1.device, dtype=x_1.dtype)
-        grid, index = fixed_step_grid(grid, step_size)
-        field = self._field(proju, model_extras)
-        z = None
-        if not exact_divergence:
-            z = torch.randn(x_1.shape, generator=generator, dtype=x_1.dtype, device=x_1.device)
+        return self._likelihood(
+            x_1, log_p0, return_intermediates, enable_grad, step_size=step_size, method=method,
+            atol=atol, rtol=rtol, time_grid=time_grid,
+            gradient=self._gradient(gradient, checkpoint_steps), verbose=verbose,
+            divergence=divergence_name(divergence, exact_divergence), num_probes=num_probes,
+            probe=probe, generator=generator, divergence_chunk_size=divergence_chunk_size,
+            proju=proju, move_options={"step_by": step_by, "projx": projx},
+            model_extras=model_extras,
+        )  # fmt: skip
 
-        def augmented(x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-            with torch.enable_grad():
-                x_in = x if x.requires_grad else x.detach().requires_grad_(True)
-                u = field(x_in, t)
-                if exact_divergence:
-                    div = divergence_exact(self.manifold, u, x_in, create_graph=enable_grad)
-                else:
-                    div = divergence_hutchinson(self.manifold, u, x_in, z, create_graph=enable_grad)
-            if not enable_grad:
-                u, div = u.detach(), div.detach()
-            return u, div
-
-        states = [x_1]
-        # integral of div over the grid, oriented: log p_first(x) = log p_last(x_end) + sum(div * dt)
-        int_div = torch.zeros(x_1.shape[0], dtype=x_1.dtype, device=x_1.device)
-        with torch.set_grad_enabled(enable_grad):
-            x = x_1
-            for t0, t1 in self._steps(grid, False):
-                x, d_int = rk_step(rk, augmented, move, x, t0, t1 - t0)
-                int_div = int_div + d_int
-                if return_intermediates:
-                    states.append(x)
-            log_source = check_log_density(log_p0(x), x_1.shape[0])
-            log_p1 = log_source + int_div
-        check_finite_solution(x, "the source point x_0")
-        check_finite_solution(log_p1, "log_p1")
-        if return_intermediates:
-            return torch.stack([states[i] for i in index], dim=0), log_p1
-        return x, log_p1
+    def log_prob(
+        self,
+        x_1: Tensor,
+        log_p0: Callable[[Tensor], Tensor],
+        step_size: float | None,
+        method: str = "euler",
+        **kwargs: Any,
+    ) -> Tensor:
+        r"""$\log p_1(x_1)$, shape ``[B]``: ``compute_likelihood(...)[1]`` (same arguments)."""
+        return self.compute_likelihood(x_1, log_p0, step_size, method, **kwargs)[1]
