@@ -18,7 +18,9 @@ from fm_core.testing import run_torchrun
 from fm_core.training import Checkpointer
 from fm_image.cli import main
 
-ARGS = ["--batch-size", "32", "--warmup-steps", "0", "--log-every", "2", "--ckpt-every", "2",
+# A constant rate (--decay-steps 0): the run cut at step 4 and its uninterrupted twin share a schedule.
+ARGS = ["--batch-size", "32", "--warmup-steps", "0", "--lr", "1e-3", "--decay-steps", "0",
+        "--log-every", "2", "--ckpt-every", "2",
         "--no-progress", "--sample-nfe", "2", "--model", "unet-tiny", "--ema-decay", "0.9"]  # fmt: skip
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from fm_core.training import Checkpointer
-from fm_image.config import RunError
+from fm_image.config import RunError, TrainConfig
 from fm_image.run import load_run
 from fm_image.train import train
 
@@ -176,3 +176,27 @@ def test_kill_during_checkpoint_write_leaves_a_loadable_run(tmp_path, tiny_confi
     train(tiny_config(tmp_path / "whole", steps=6, ckpt_every=2))
     a, b = _weights(out), _weights(tmp_path / "whole")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_the_default_recipe_is_the_demos():
+    """``fm-image train`` with defaults trains as the demo does: same steps, rate and schedule."""
+    from fm_image.demo import DEMO
+    from fm_image.train import lr_schedule
+
+    def rates(cfg):
+        opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=cfg.lr)
+        sched = lr_schedule(opt, cfg)
+        out = []
+        for _ in range(cfg.steps):
+            out.append(sched.get_last_lr()[0])
+            opt.step()
+            sched.step()
+        return out
+
+    default, demo = TrainConfig(), TrainConfig(**DEMO)
+    assert default.steps == demo.steps and default.lr == demo.lr
+    a, b = rates(default), rates(demo)
+    assert a == b
+    assert a[default.warmup_steps] == default.lr and a[-1] < 1e-3 * default.lr  # decays to ~0
+    old = TrainConfig(decay_steps=0, steps=300, warmup_steps=10)  # runs written before: constant
+    assert set(rates(old)[10:]) == {old.lr}

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from fm_core.training import CLIParser, exit_process, explicit_options, run_cli
-from fm_image.config import SCHEDULERS, TIME_SAMPLERS, TrainConfig
+from fm_image.config import OBJECTIVES, SCHEDULERS, TIME_SAMPLERS, TrainConfig
 from fm_image.data import DATASETS
 from fm_image.demo import DEMO
 from fm_image.models import PRESETS
@@ -71,7 +71,8 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
         "--decay-steps",
         type=int,
         default=d.decay_steps,
-        help="cosine decay ends at this step; 0 keeps the rate constant after warmup",
+        help="cosine decay ends at this step (default: at --steps, stretched when a resume raises "
+        "--steps); 0 keeps the rate constant after warmup",
     )
     a(
         "--min-lr-ratio",
@@ -95,6 +96,25 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
         default=d.ot_coupling,
         action=argparse.BooleanOptionalAction,
         help="exact minibatch-OT pairing of noise and images (within classes)",
+    )
+    a(
+        "--objective",
+        default=d.objective,
+        choices=OBJECTIVES,
+        help="fm: a velocity model; meanflow / imf: a flow-map model sampled in 1-4 steps "
+        "(MeanFlow identity target / improved MeanFlow; --time-sampler does not apply)",
+    )
+    a(
+        "--mf-equal-fraction",
+        type=float,
+        default=d.mf_equal_fraction,
+        help="flow-map objectives: fraction of time pairs with r = t (plain flow matching)",
+    )
+    a(
+        "--mf-cfg-scale",
+        type=float,
+        default=d.mf_cfg_scale,
+        help="flow-map objectives: guidance scale w folded into training (1-step guided samples)",
     )
     a("--seed", type=int, default=d.seed, help="seed of everything")
     a("--bf16", default=d.bf16, action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA")
@@ -124,7 +144,12 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
 def _sampling_args(p: argparse.ArgumentParser) -> None:
     a = p.add_argument
     a("--method", default="midpoint", help="ODE method (euler, midpoint, heun2, rk4, dopri5, ...)")
-    a("--nfe", type=int, default=20, help="model evaluations (steps x stages; discrete: steps)")
+    a(
+        "--nfe",
+        type=int,
+        default=20,
+        help="model evaluations (steps x stages; discrete: steps; flow-map runs: jumps, e.g. 1)",
+    )
     a("--cfg-scale", type=float, default=0.0, help="classifier-free guidance scale w (0: off)")
     a("--seed", type=int, default=0, help="sampling seed")
     a("--device", default="auto", help="auto, cpu or cuda[:N]")

@@ -21,3 +21,41 @@ def test_disabled_bar_prints_nothing(capsys):
 def test_negative_total_is_rejected():
     with pytest.raises(ValueError, match="total"):
         progress_bar(-1)
+
+
+def test_a_stream_that_is_not_a_terminal_gets_a_handful_of_whole_lines():
+    import io
+
+    out = io.StringIO()
+    bar = progress_bar(1000, initial=100, desc="train", file=out, lines=10)
+    for _ in range(900):
+        bar.update(1)
+        bar.set_postfix(loss="0.123")
+    bar.close()
+    bar.close()  # closing twice writes nothing more
+    text = out.getvalue()
+    assert "\r" not in text
+    lines = text.splitlines()
+    # updates at 200, 300, ..., 900 (100 was done before) and the final line at 1000
+    assert len(lines) == 9, lines
+    assert lines[0].startswith("train:  20%") and "200/1000" in lines[0]
+    assert "1000/1000" in lines[-1] and "loss=0.123" in lines[-1]
+
+
+def test_a_terminal_gets_the_live_tqdm_bar():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    out = Terminal()
+    bar = progress_bar(10, desc="train", file=out)
+    bar.update(10)
+    bar.close()
+    assert "\r" in out.getvalue() and "10/10" in out.getvalue()
+
+
+def test_bad_lines_is_rejected():
+    with pytest.raises(ValueError, match="lines"):
+        progress_bar(10, lines=0)
