@@ -67,13 +67,7 @@ from fm_riemann.manifolds.so3 import SO3
 from fm_riemann.manifolds.sphere import Sphere
 from fm_riemann.manifolds.torus import FlatTorus
 
-__all__ = [
-    "Volume",
-    "has_volume",
-    "riemannian_divergence_exact",
-    "riemannian_divergence_hutchinson",
-    "volume_of",
-]
+__all__ = ["Volume", "has_volume", "volume_of"]
 
 _EMBEDDED = (Sphere, geoopt.Sphere, Euclidean, geoopt.Euclidean, FlatTorus, SO3)
 
@@ -297,55 +291,3 @@ def has_volume(manifold: object) -> bool:
     except TypeError:
         return False
     return True
-
-
-def riemannian_divergence_exact(
-    volume: Volume, u: Tensor, x: Tensor, *, create_graph: bool = False
-) -> Tensor:
-    r"""$\operatorname{div}_g u = \operatorname{tr}(P_x J) + $ ``volume.correction(x, u)``, exactly.
-
-    One batched backward pass (``is_grads_batched``) of the $D$ projected basis cotangents
-    $P_x e_i$: $\sum_i (J^\top P_x e_i)_i = \operatorname{tr}(P_x J)$ ($P_x$ symmetric).
-
-    Args:
-        volume: the manifold's ``Volume``.
-        u: the field at ``x``, ``[B, *point_shape]``, computed from ``x`` with autograd on.
-        x: the points, ``[B, *point_shape]``, with ``requires_grad``.
-        create_graph: keep the graph (train through the likelihood).
-
-    Returns:
-        ``[B]``.
-    """
-    batch, dim = x.shape[0], x[0].numel()
-    eye = torch.eye(dim, dtype=x.dtype, device=x.device).view(dim, 1, *x.shape[1:])
-    basis = volume.project(x.detach(), eye.expand(dim, *x.shape))
-    (g,) = torch.autograd.grad(
-        u, x, basis, retain_graph=True, create_graph=create_graph, is_grads_batched=True
-    )
-    trace = g.reshape(dim, batch, dim).diagonal(dim1=0, dim2=2).sum(-1)
-    return trace + volume.correction(x, u)
-
-
-def riemannian_divergence_hutchinson(
-    volume: Volume, u: Tensor, x: Tensor, probes: Tensor, *, create_graph: bool = False
-) -> Tensor:
-    r"""Unbiased $\frac1K\sum_k \tilde z_k^\top J \tilde z_k$ + the volume term, $\tilde z = P_x z$.
-
-    $\mathbb{E}[\tilde z\tilde z^\top] = P_x P_x^\top = P_x$ for $\mathbb{E}[zz^\top] = I$,
-    so the mean is $\operatorname{tr}(P_x J)$; the volume term is exact (no noise).
-
-    Args:
-        volume: the manifold's ``Volume``.
-        u: the field at ``x``, ``[B, *point_shape]``.
-        x: the points, ``[B, *point_shape]``, with ``requires_grad``.
-        probes: ``[K, B, *point_shape]`` with identity covariance (Rademacher or Gaussian).
-        create_graph: keep the graph.
-
-    Returns:
-        ``[B]``.
-    """
-    pz = volume.project(x.detach(), probes)
-    (g,) = torch.autograd.grad(
-        u, x, pz, retain_graph=True, create_graph=create_graph, is_grads_batched=True
-    )
-    return (g * pz).flatten(2).sum(-1).mean(0) + volume.correction(x, u)
