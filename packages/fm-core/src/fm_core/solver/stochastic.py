@@ -67,6 +67,7 @@ class EulerMaruyamaSolver(Solver):
         time_grid: Tensor | Sequence[float] | None = None,
         return_intermediates: bool = False,
         enable_grad: bool = False,
+        *,
         noise_scale: float = 1.0,
         generator: torch.Generator | None = None,
         t_eps: float = 1e-3,
