@@ -143,7 +143,7 @@ def _cases(device, small):
         f"mixture_euler_step N={n} V={v} (all rows jump)",
         {
             # The torch step the discrete solver runs otherwise (fm-discrete's), with the kernel's
-            # float32 draws, dense; fm_kernels.reference draws by multinomial (an oracle).
+            # float32 draws, dense; fm_kernels.reference draws by inverse CDF (an oracle).
             "eager": lambda: mixture_euler_step_torch(
                 logits, xt, jp, dtype=torch.float32, sparse=False
             ),

@@ -1,7 +1,7 @@
 """One value-check design in every package (issue 12, docs/fm-core/validation.md).
 
 ``fm_core.utils.checks`` holds the one switch; fm-discrete, fm-riemann and fm-kernels follow it
-(fm-kernels reads it without importing fm-core). Bad values raise clear errors in eager mode on
+(fm-core links it into fm-kernels, which never imports fm-core). Bad values raise clear errors in eager mode on
 CPU by default, are skipped with ``value_checks("off")``, and never run while compiling; metadata
 checks (devices, empty batches) always run. The package-local ``test_compile_contract.py`` files
 hold each package's compiled training and solver steps.

@@ -7,7 +7,7 @@ package was imported); otherwise, or with ``backend="torch"``, it runs the match
 
 :func:`select_backend` is the one dispatch rule (fm-core and fm-discrete call it through
 ``fm_core.ext.resolve_backend``); :func:`set_value_checks` sets the value-check mode (fm-core
-links its own switch here when it first dispatches to a kernel).
+links its own switch here).
 """
 
 from importlib.metadata import version as _version

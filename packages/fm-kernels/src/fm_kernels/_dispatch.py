@@ -111,7 +111,7 @@ def select_backend(backend: str, *tensors: Tensor, name: str = "fm_kernels") -> 
 
 
 # The value-check mode: a mode string, or a zero-argument callable returning one (fm-core links
-# its switch, fm_core.utils.set_value_checks, here when it first dispatches to a kernel).
+# its switch, fm_core.utils.get_value_checks, here; see set_value_checks).
 _value_checks: str | Callable[[], str] = "auto"
 
 
@@ -120,9 +120,10 @@ def set_value_checks(mode: str | Callable[[], str]) -> str | Callable[[], str]:
 
     The modes are fm-core's (``"auto"``: eager mode on CPU tensors; ``"always"``: eager mode on
     any device; ``"off"``: never; never while ``torch.compile`` traces). ``mode`` may also be a
-    zero-argument callable that returns the mode: fm-core passes ``get_value_checks`` the first
-    time it dispatches to fm-kernels, so that its one switch governs the kernels as well. A
-    program that uses fm-kernels on its own sets a mode here.
+    zero-argument callable that returns the mode: fm-core passes its ``get_value_checks`` when it
+    dispatches to fm-kernels and whenever its switch is set while fm-kernels is loaded, so that
+    its one switch governs the kernels as well. A program that uses fm-kernels on its own sets a
+    mode here.
 
     Args:
         mode: ``"auto"``, ``"always"``, ``"off"``, or a callable returning one of them.

@@ -6,8 +6,8 @@ computes in the inputs' own dtype instead; the tests use it to measure how far p
 bf16 lands from the fp32 answer (flash-attention's three-way tolerance).
 
 The random reference (:func:`mixture_euler_step`) draws from
-``torch.Generator(...).manual_seed(seed)`` with ``torch.multinomial``: the same distribution as
-the kernel's Gumbel-max on its Philox stream (``tl.rand``), not the same numbers, and by another
+``torch.Generator(...).manual_seed(seed)`` by inverse-CDF sampling: the same distribution as the
+kernel's Gumbel-max on its Philox stream (``tl.rand``), not the same numbers, and by another
 algorithm, so it checks the kernel's sampling rather than repeating it.
 
 These are the kernels' specifications and oracles, and the torch fallback of fm-kernels' own
@@ -175,7 +175,7 @@ def mixture_euler_step(
 
     Draws $x_1 \\sim \\mathrm{Cat}(\\mathrm{softmax}(\\text{scores}))$ (or $\\propto$ scores when
     ``scores_are_logits=False``), then jumps to it where $U < $ ``jump_prob``. The kernel draws by
-    Gumbel-max; this reference by ``torch.multinomial`` (same distribution, other numbers).
+    Gumbel-max; this reference by inverse-CDF sampling (same distribution, other numbers).
 
     Args:
         scores: ``[N, V]`` logits, or non-negative unnormalised probabilities.
@@ -192,6 +192,9 @@ def mixture_euler_step(
     generator = torch.Generator(device=scores.device).manual_seed(seed)
     s = scores.to(dtype)
     probs = torch.softmax(s, dim=-1) if scores_are_logits else s
-    x_1 = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+    cdf = probs.cumsum(dim=-1)
+    u = torch.rand((s.shape[0], 1), generator=generator, device=s.device, dtype=dtype)
+    # The first index whose CDF exceeds U * total (zero-probability entries are never chosen).
+    x_1 = (cdf <= u * cdf[:, -1:]).sum(dim=-1).clamp_max(s.shape[-1] - 1)
     u_jump = torch.rand(x_t.shape, generator=generator, device=s.device, dtype=dtype)
     return torch.where(u_jump < jump_prob.to(dtype), x_1.to(x_t.dtype), x_t)

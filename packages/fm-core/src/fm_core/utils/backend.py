@@ -13,7 +13,7 @@ from types import ModuleType
 
 from torch import Tensor
 
-from fm_core.utils.checks import get_value_checks
+from fm_core.utils.checks import link_fm_kernels
 
 __all__ = ["BACKENDS", "check_backend", "resolve_backend"]
 
@@ -41,7 +41,7 @@ def _import_fm_kernels() -> ModuleType | None:
         return None
     # fm-core's one value-check switch governs the kernels' checks too (fm-kernels, a leaf,
     # never looks for fm-core itself). Linking twice is harmless.
-    module.set_value_checks(get_value_checks)
+    link_fm_kernels(module)
     return module
 
 

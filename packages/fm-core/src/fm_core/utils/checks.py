@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import sys
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -57,7 +58,21 @@ def set_value_checks(mode: str) -> str:
     if mode not in VALUE_CHECK_MODES:
         raise ValueError(f"mode must be one of {VALUE_CHECK_MODES}, got {mode!r}")
     previous, _mode = _mode, mode
+    link_fm_kernels()
     return previous
+
+
+def link_fm_kernels(module: object = None) -> None:
+    """Point fm-kernels' value-check mode at this switch (``fm_kernels.set_value_checks``).
+
+    fm-kernels is an optional leaf that never looks for fm-core, so fm-core links it: when it
+    dispatches to a kernel (``module`` is then fm_kernels), and whenever this switch is set while
+    fm_kernels is loaded (it is never imported here: importing Triton takes seconds).
+    """
+    module = module if module is not None else sys.modules.get("fm_kernels")
+    link = getattr(module, "set_value_checks", None)
+    if link is not None:
+        link(get_value_checks)
 
 
 def get_value_checks() -> str:
