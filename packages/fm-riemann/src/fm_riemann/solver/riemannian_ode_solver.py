@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from fm_core.solver._front import FlowSolver, divergence_name
 from fm_core.solver._moves import manifold_move
 from fm_riemann._checks import check_on_manifold
+from fm_riemann.manifolds._volume import volume_of
 from fm_riemann.path.geodesic import check_manifold
-from fm_riemann.solver.divergence import check_embedded
 
 __all__ = ["RiemannianODESolver"]
 
@@ -88,8 +88,11 @@ class RiemannianODESolver(FlowSolver):
         return self.manifold.proju if proju else None
 
     def _divergence_hooks(self, proju: bool):
-        # The divergence of a tangent field: cotangents projected whatever ``proju`` says.
-        return self.manifold.proju, None
+        # div_g u = tr(P_x du/dx) + <grad log rho, u>: the Euclidean-orthogonal tangent projection
+        # of the cotangents (whatever ``proju`` says) and the volume term of the manifold's metric
+        # in its coordinates (fm_riemann.manifolds._volume).
+        volume = volume_of(self.manifold)
+        return volume.project, volume.correction
 
     def _move(self, options: dict):
         return manifold_move(self.manifold, options["step_by"], options["projx"])
@@ -159,7 +162,7 @@ class RiemannianODESolver(FlowSolver):
         if return_log_prob:
             if log_p0 is None:
                 raise ValueError("return_log_prob=True needs log_p0, the source log-density")
-            check_embedded(self.manifold)
+            volume_of(self.manifold)  # TypeError before any work if it has no volume here
             return self._sample_with_likelihood(
                 x_init, log_p0, return_intermediates, enable_grad, step_size=step_size,
                 method=method, atol=atol, rtol=rtol, time_grid=time_grid, gradient=grad,
@@ -204,9 +207,14 @@ class RiemannianODESolver(FlowSolver):
 
         Along the flow $\frac{d}{dt}\log p_t(x_t) = -\mathrm{div}_M u_t(x_t)$, so
         $\log p_1(x_1) = \log p_0(x_0) - \int_0^1 \mathrm{div}_M u_t(x_t)\,dt$, with
-        $\mathrm{div}_M u = \mathrm{tr}(P_x\,\partial u/\partial x\,P_x)$ computed in ambient
-        coordinates ($P_x$ = ``manifold.proju``; the identity on the flat torus). Densities are with
-        respect to the Riemannian volume (area on $S^2$: uniform is $1/4\pi$).
+        $\mathrm{div}_M u = \mathrm{tr}(P_x\,\partial u/\partial x) + \langle\nabla\log\rho, u
+        \rangle$ in the coordinates of the points: $P_x$ the Euclidean-orthogonal projection onto
+        the tangent space and $\rho$ the density of the Riemannian volume with respect to the
+        Euclidean one ($\rho = 1$ on ``Sphere``, ``FlatTorus``, ``Euclidean``, ``SO3``; the conformal
+        factor $\lambda_x^n$ on ``PoincareBall``/``Stereographic``; $\sqrt k/\|x\|$ on
+        ``Lorentz``; $\det X^{-(m+1)/2}$ on ``SymmetricPositiveDefinite``; ``Scaled`` and
+        ``ProductManifold`` of these too). Densities are with respect to the Riemannian volume
+        (area on $S^2$: uniform is $1/4\pi$). Other manifolds raise ``TypeError``.
 
         Args:
             x_1: target points, shape ``[B, *point_shape]``.
@@ -241,7 +249,7 @@ class RiemannianODESolver(FlowSolver):
             ``[len(time_grid), B, *point_shape]`` with ``return_intermediates``) and
             $\log p_1(x_1)$ of shape ``[B]``.
         """
-        check_embedded(self.manifold)
+        volume_of(self.manifold)  # TypeError before any work if it has no volume here
         return self._likelihood(
             x_1, log_p0, return_intermediates, enable_grad, step_size=step_size, method=method,
             atol=atol, rtol=rtol, time_grid=time_grid,
