@@ -53,7 +53,9 @@ def test_bad_inputs_touch_nothing(capsys, tmp_path, flow_run, ar_run, corpus):
         (["sample", "--run", str(tmp_path / "none"), "--num", "1"], "not an fm-text run"),
         (["evaluate", "--run", str(tmp_path / "none")], "not an fm-text run"),
         (["evaluate", "--run", run, "--judge", run], "judge"),
-        (["evaluate", "--run", run, "--num-samples", "0"], "num-samples"),
+        (["evaluate", "--run", run, "--num", "0"], "--num must be a positive int"),
+        (["evaluate", "--run", run, "--num-samples", "0"], "--num must be"),  # old spelling
+        (["train", "--out", run, "--st", "9"], "unrecognized arguments: --st"),  # no abbreviations
         (["demo", "--out", str(unreadable)], "not a folder"),
         (["demo", "--steps", "0"], "steps"),
         (["demo", "--data", str(tmp_path / "no-such-corpus")], "data"),
@@ -78,9 +80,24 @@ def test_a_run_at_its_budget_is_a_no_op_that_says_so(capsys, flow_run):
     assert _snapshot(flow_run) == before
 
 
+def test_a_run_written_before_the_app_tag_and_the_rename_still_resumes(capsys, tmp_path, flow_run):
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(flow_run, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["app"]
+    config["warmup"] = config.pop("warmup_steps")
+    (old / "config.json").write_text(json.dumps(config))
+    assert main(["train", "--out", str(old), "--steps", "4"]) == 0  # read, checked, nothing to do
+    assert "already at step 4" in capsys.readouterr().err
+    assert main(["train", "--out", str(old), "--steps", "4", "--warmup-steps", "7"]) == 2
+    assert "warmup_steps=" in capsys.readouterr().err  # compared under its new name
+
+
 def test_sample_prints_and_writes_jsonl(capsys, tmp_path, flow_run):
     out = tmp_path / "s.jsonl"
-    argv = ["sample", "--run", str(flow_run), "--num", "3", "--steps", "4", "--prompt", "The "]
+    argv = ["sample", "--run", str(flow_run), "--num", "3", "--nfe", "4", "--prompt", "The "]
     assert main([*argv, "--out", str(out)]) == 0
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 3 and all(r["text"].startswith("The ") for r in rows)
@@ -89,15 +106,13 @@ def test_sample_prints_and_writes_jsonl(capsys, tmp_path, flow_run):
 
 
 def test_evaluate_prints_one_json_line_last(capsys, flow_run, ar_run):
-    argv = ["evaluate", "--run", str(flow_run), "--judge", str(ar_run), "--num-samples", "2"]
-    assert main([*argv, "--sample-steps", "4", "--time-samples", "2", "--max-sequences", "6"]) == 0
+    argv = ["evaluate", "--run", str(flow_run), "--judge", str(ar_run), "--num", "2"]
+    assert main([*argv, "--nfe", "4", "--time-samples", "2", "--max-sequences", "6"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     for key in ("ppl_bound", "bits_per_byte", "tokens", "seconds", "sample_entropy", "val_entropy"):
         assert result[key] > 0, key
     assert result["tokens"] == 6 * 16 and result["gen_ppl"] > 1
-    assert (
-        main(["evaluate", "--run", str(ar_run), "--num-samples", "2", "--max-sequences", "6"]) == 0
-    )
+    assert main(["evaluate", "--run", str(ar_run), "--num", "2", "--max-sequences", "6"]) == 0
     ar = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert ar["model"] == "ar" and ar["ppl_bound"] > 1
 

@@ -30,7 +30,7 @@ def test_ar_smoke_run(ar_run):
 
 def test_resume_continues_exactly(tmp_path, train_tiny):
     """3 steps then a resume to 6 equal 6 steps in one go (constant learning rate)."""
-    opts = ["--warmup", "0", "--min-lr-ratio", "1.0", "--eval-every", "3", "--log-every", "1"]
+    opts = ["--warmup-steps", "0", "--min-lr-ratio", "1.0", "--eval-every", "3", "--log-every", "1"]
     once = train_tiny(tmp_path / "once", *opts, "--steps", "6")
     twice = train_tiny(tmp_path / "twice", *opts, "--steps", "3")
     train_tiny(twice, "--steps", "6")  # the stored options are reused

@@ -60,7 +60,12 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
         default=d.steps,
         help="optimizer steps in total (a larger value resumes)",
     )
-    a("--batch-size", type=int, default=d.batch_size, help="global batch per optimizer step")
+    a(
+        "--batch-size",
+        type=int,
+        default=d.batch_size,
+        help="global batch per optimizer step, summed over processes and --grad-accum micro-steps",
+    )
     a("--grad-accum", type=int, default=d.grad_accum, help="micro-batches per optimizer step")
     a("--lr", type=float, default=d.lr, help="AdamW peak learning rate")
     a("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
@@ -153,6 +158,12 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     a("--cfg-scale", type=float, default=0.0, help="classifier-free guidance scale w (0: off)")
     a("--seed", type=int, default=0, help="sampling seed")
     a("--device", default="auto", help="auto, cpu or cuda[:N]")
+    a(
+        "--checkpoint",
+        choices=("best", "latest"),
+        default="latest",
+        help="weights to load (an fm-image run keeps no best-validation copy: best means latest)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -287,7 +298,9 @@ def cmd_sample(args: argparse.Namespace, argv: list[str]) -> int:
         raise ValueError(f"--out must name a .png file, got {out}")
     if not out.parent.is_dir():
         raise ValueError(f"--out folder {out.parent} does not exist")
-    run = load_run(args.run, ema=not args.raw_weights, device=args.device)
+    run = load_run(
+        args.run, ema=not args.raw_weights, device=args.device, checkpoint=args.checkpoint
+    )
     labels = _parse_labels(args.labels, args.num, run.flow.num_classes)
     g = torch.Generator(run.device).manual_seed(args.seed)
     images, nfe = run.flow.sample(

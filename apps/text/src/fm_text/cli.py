@@ -11,7 +11,14 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from fm_core.training import CLIParser, exit_process, explicit_options, run_cli, write_text_atomic
+from fm_core.training import (
+    CLIParser,
+    add_hidden_alias,
+    exit_process,
+    explicit_options,
+    run_cli,
+    write_text_atomic,
+)
 from fm_text.config import (
     FUSED_LOSS,
     LOSSES,
@@ -45,7 +52,7 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
     "batch_size": (int, None, "global batch: sequences per optimiser step, summed over processes"),
     "lr": (float, None, "peak AdamW learning rate"),
     "min_lr_ratio": (float, None, "final learning rate of the cosine decay, relative to --lr"),
-    "warmup": (int, None, "linear warmup steps"),
+    "warmup_steps": (int, None, "linear warmup steps"),
     "weight_decay": (float, None, "AdamW weight decay of matrices"),
     "grad_clip": (float, None, "gradient norm clip"),
     "ema_decay": (float, None, "EMA decay of the weights used for evaluation and sampling"),
@@ -78,7 +85,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=typ, choices=choices, default=default, help=text)
     parser.add_argument(
         "--compile",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=False,
         help="torch.compile the model",
     )
@@ -101,11 +108,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train or resume a run", formatter_class=_FORMATTER)
     p.add_argument("--out", required=True, help="run folder (an existing run resumes)")
     _add_train_options(p)
+    add_hidden_alias(p, "--warmup", "warmup_steps", type=int)  # the old spelling
 
     p = sub.add_parser("sample", help="draw samples from a run", formatter_class=_FORMATTER)
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--num", type=int, default=4, help="number of samples")
-    p.add_argument("--steps", type=int, default=128, help="Euler steps of the flow sampler")
+    p.add_argument(
+        "--nfe", type=int, default=128, help="model evaluations (Euler steps) of the flow"
+    )
+    add_hidden_alias(p, "--steps", "nfe", type=int)
     p.add_argument("--prompt", default="", help="text the samples start with (kept fixed)")
     p.add_argument("--suffix", default="", help="text the samples end with (flow runs only)")
     p.add_argument("--length", type=int, default=None, help="tokens per sample (default: context)")
@@ -113,19 +124,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--out", default=None, help="also write JSONL {'text': ...} to this new file")
     p.add_argument(
-        "--checkpoint", choices=("best", "latest"), default="best", help="weights to load"
+        "--checkpoint",
+        choices=("best", "latest"),
+        default="best",
+        help="weights to load: the best-validation copy or the newest checkpoint",
     )
 
     p = sub.add_parser("evaluate", help="score a run", formatter_class=_FORMATTER)
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--judge", default=None, help="an ar run on the same tokenizer (gen_ppl)")
-    p.add_argument("--num-samples", type=int, default=32, help="samples for the statistics")
-    p.add_argument("--sample-steps", type=int, default=128, help="Euler steps (flow)")
+    p.add_argument("--num", type=int, default=32, help="samples for the statistics")
+    add_hidden_alias(p, "--num-samples", "num", type=int)
+    p.add_argument(
+        "--nfe", type=int, default=128, help="model evaluations (Euler steps) of the flow"
+    )
+    add_hidden_alias(p, "--sample-steps", "nfe", type=int)
     p.add_argument("--time-samples", type=int, default=16, help="ELBO time samples per sequence")
     p.add_argument("--max-sequences", type=int, default=None, help="cap on validation sequences")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument(
-        "--checkpoint", choices=("best", "latest"), default="best", help="weights to load"
+        "--checkpoint",
+        choices=("best", "latest"),
+        default="best",
+        help="weights to load: the best-validation copy or the newest checkpoint",
     )
 
     p = sub.add_parser(
@@ -175,7 +196,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
     samples = sample_run(
         run,
         args.num,
-        steps=args.steps,
+        steps=args.nfe,
         length=args.length,
         temperature=args.temperature,
         prompt=args.prompt,
@@ -191,17 +212,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from fm_text.evaluate import evaluate_run
     from fm_text.run import load_run
 
-    for name in ("num_samples", "sample_steps", "time_samples"):
+    for name in ("num", "nfe", "time_samples"):
         if getattr(args, name) < 1:
-            raise ValueError(f"{name.replace('_', '-')} must be a positive int")
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive int")
     if args.max_sequences is not None and args.max_sequences < 1:
-        raise ValueError("max-sequences must be a positive int")
+        raise ValueError("--max-sequences must be a positive int")
     run = load_run(args.run, checkpoint=args.checkpoint)
     result = evaluate_run(
         run,
         judge=args.judge,
-        num_samples=args.num_samples,
-        sample_steps=args.sample_steps,
+        num_samples=args.num,
+        sample_steps=args.nfe,
         time_samples=args.time_samples,
         max_sequences=args.max_sequences,
         seed=args.seed,

@@ -45,8 +45,9 @@ class TrainConfig:
         vocab_size: BPE vocabulary size (ignored with ``tokenizer``).
         tokenizer: a local ``tokenizer.json`` instead of training one.
         val_fraction: share of the corpus' characters held out for validation (by document).
-        batch_size: sequences per optimiser step (per process under DDP).
-        lr: peak AdamW learning rate; warmup ``warmup`` steps, cosine decay to ``lr * min_lr_ratio``.
+        batch_size: the global batch: sequences per optimiser step, summed over processes.
+        lr: peak AdamW learning rate; warmup ``warmup_steps`` steps, cosine decay over ``steps``
+            to ``lr * min_lr_ratio``.
         source: ``mask`` or ``uniform`` source distribution (flow).
         scheduler_n: $n$ of ``PolynomialConvexScheduler`` ($\\kappa_t = t^n$).
         loss: ``gkl`` (generalized KL, the ELBO's integrand) or ``ce`` (cross-entropy).
@@ -78,7 +79,7 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-3
     min_lr_ratio: float = 0.1
-    warmup: int = 100
+    warmup_steps: int = 100
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     ema_decay: float = 0.995
@@ -118,7 +119,7 @@ class TrainConfig:
             _positive_int(name, getattr(self, name))
         _positive_int("eval_time_samples", self.eval_time_samples)
         _positive_int("log_every", self.log_every)
-        for name in ("warmup", "patience", "seed"):
+        for name in ("warmup_steps", "patience", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative int, got {value!r}")
@@ -181,7 +182,11 @@ def _positive_int(name: str, value: object) -> None:
 def run_directory(run_dir: str | Path) -> RunDirectory:
     """The fm-text run in ``run_dir`` (its config, resume rules, best and latest checkpoints)."""
     # accept_untagged: runs written before config.json carried "app" still load and resume.
-    return RunDirectory(run_dir, app=APP, resume_free=RESUMABLE_FIELDS, accept_untagged=True)
+    # renamed: ``warmup`` became ``warmup_steps`` (one vocabulary with fm-image).
+    return RunDirectory(
+        run_dir, app=APP, resume_free=RESUMABLE_FIELDS, accept_untagged=True,
+        renamed={"warmup": "warmup_steps"},
+    )  # fmt: skip
 
 
 def load_config(run_dir: str | Path) -> TrainConfig:

@@ -142,7 +142,7 @@ def _optimizer(net: TextTransformer, config: TrainConfig):
     # factor, so a larger --steps stretches the cosine horizon from there on.
     scheduler = warmup_cosine_schedule(
         optimizer,
-        warmup_steps=min(config.warmup, config.steps),
+        warmup_steps=min(config.warmup_steps, config.steps),
         total_steps=config.steps,
         min_lr_ratio=config.min_lr_ratio,
     )

@@ -44,6 +44,13 @@ def test_untagged_configs_load_only_when_accepted(tmp_path):
     assert _run(tmp_path, accept_untagged=True).read_config() == {"steps": 4}
 
 
+def test_renamed_options_read_back_under_their_new_name(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"app": "demo-app", "warmup": 7}))
+    run = _run(tmp_path, renamed={"warmup": "warmup_steps"})
+    assert run.read_config() == {"warmup_steps": 7}
+    assert run.merge({"warmup_steps": 0}, given=set()) == {"warmup_steps": 7}
+
+
 def test_resume_may_change_only_the_free_options(tmp_path):
     run = _run(tmp_path)
     run.write_config({"steps": 4, "lr": 0.1, "log_every": 1})

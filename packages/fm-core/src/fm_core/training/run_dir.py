@@ -49,6 +49,8 @@ class RunDirectory:
             saved config must match the request.
         accept_untagged: also accept a ``config.json`` without an ``"app"`` entry (runs written
             before the tag existed).
+        renamed: old option name -> new name, for configs saved before an option was renamed
+            (read back under the new name).
 
     Example:
         >>> import tempfile
@@ -67,11 +69,13 @@ class RunDirectory:
         app: str,
         resume_free: Iterable[str] = (),
         accept_untagged: bool = False,
+        renamed: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         self.app = app
         self.resume_free = frozenset(resume_free)
         self.accept_untagged = accept_untagged
+        self.renamed = dict(renamed or {})
 
     # ------------------------------------------------------------------ layout
     @property
@@ -124,6 +128,9 @@ class RunDirectory:
                 f'{self.config_path} is not an {self.app} run config (expected "app": "{self.app}")'
             )
         obj.pop("app", None)
+        for old, new in self.renamed.items():
+            if old in obj and new not in obj:
+                obj[new] = obj.pop(old)
         return obj
 
     def write_config(self, values: Mapping[str, Any]) -> None:
