@@ -24,7 +24,7 @@ from fm_core import (
     VPScheduler,
     drop_labels,
 )
-from fm_core.solver.registry import get_method
+from fm_core.solver._registry import get_method
 from fm_image.config import TrainConfig
 
 __all__ = ["ContinuousFlow", "DiscreteFlow", "StepSlice", "make_flow"]
@@ -260,7 +260,11 @@ class DiscreteFlow:
 
 
 def make_flow(cfg: TrainConfig, shape, num_classes: int, levels: int):
-    """The objective of ``cfg.flow``."""
+    """The objective of ``cfg.flow`` (and ``cfg.objective``)."""
+    if getattr(cfg, "objective", "fm") != "fm":
+        from fm_image.flow_map import FlowMapObjective
+
+        return FlowMapObjective(cfg, shape, num_classes, levels)
     if cfg.flow == "discrete":
         return DiscreteFlow(cfg, shape, num_classes, levels)
     return ContinuousFlow(cfg, shape, num_classes, levels)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from fm_core.solver import check_time_grid, fixed_step_grid, resolve_time_grid
+from fm_core.solver.time_grid import check_time_grid, fixed_step_grid, resolve_time_grid
 
 
 def test_refines_each_interval_and_hits_every_knot():

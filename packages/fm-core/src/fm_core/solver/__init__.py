@@ -1,18 +1,20 @@
-"""Solvers (mirrors ``flow_matching.solver``)."""
+"""Solvers (mirrors ``flow_matching.solver``).
+
+The method registry (``fm_core.solver._registry``), the Butcher tableaux (``_tableau``), the
+integration loop (``integrate``) and the time-grid helpers (``time_grid``) are internals; the
+public surface is the solvers, the divergence estimators, the method classes and the grids.
+"""
 
 from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
 from fm_core.solver.dopri5 import Dopri5
-from fm_core.solver.flow_map import FlowMapSolver
 from fm_core.solver.fixed_step import RK4, Euler, FixedStepMethod, Heun2, Midpoint
+from fm_core.solver.flow_map import FlowMapSolver
 from fm_core.solver.karras import karras_time_grid
 from fm_core.solver.ode_solver import ODESolver
-from fm_core.solver.registry import METHODS, get_method
 from fm_core.solver.solver import Solver
 from fm_core.solver.stochastic import EulerMaruyamaSolver
-from fm_core.solver.time_grid import check_time_grid, fixed_step_grid, resolve_time_grid
 
 __all__ = [
-    "METHODS",
     "RK4",
     "Dopri5",
     "Euler",
@@ -25,9 +27,5 @@ __all__ = [
     "Midpoint",
     "ODESolver",
     "Solver",
-    "check_time_grid",
-    "fixed_step_grid",
-    "get_method",
     "karras_time_grid",
-    "resolve_time_grid",
 ]

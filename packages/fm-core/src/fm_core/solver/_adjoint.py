@@ -87,13 +87,29 @@ class _AdjointSolve(torch.autograd.Function):
 
 
 def adjoint_params(model: object, extras: dict) -> tuple[Tensor, ...]:
-    """The tensors a solve's gradient flows to: the model's parameters and tensor extras."""
-    params: list[Tensor] = []
-    if isinstance(model, torch.nn.Module):
-        params += [p for p in model.parameters() if p.requires_grad]
-    for name, value in extras.items():
-        if isinstance(value, Tensor) and value.requires_grad:
-            if not value.is_floating_point():  # pragma: no cover - autograd forbids it
-                raise TypeError(f"model extra {name!r} requires grad but is not floating point")
-            params.append(value)
-    return tuple(params)
+    """The tensors a solve's gradient flows to: the model's parameters and tensor extras.
+
+    The model's parameters are found on an ``nn.Module``, on the module of a bound method, and
+    in the closure of a plain function (modules and tensors that require grad it closes over,
+    one level deep); a tensor reached any other way gets no gradient from the adjoint.
+    """
+    found: dict[int, Tensor] = {}
+
+    def add(obj: object) -> None:
+        if isinstance(obj, torch.nn.Module):
+            for p in obj.parameters():
+                if p.requires_grad:
+                    found.setdefault(id(p), p)
+        elif isinstance(obj, Tensor) and obj.requires_grad:
+            found.setdefault(id(obj), obj)
+
+    add(model)
+    add(getattr(model, "__self__", None))
+    for cell in getattr(model, "__closure__", None) or ():
+        try:
+            add(cell.cell_contents)
+        except ValueError:  # pragma: no cover - an empty cell
+            pass
+    for value in extras.values():
+        add(value)
+    return tuple(found.values())

@@ -23,7 +23,7 @@ from fm_core.solver.integrate import (
     integrate,
     time_dtype,
 )
-from fm_core.solver.registry import get_method
+from fm_core.solver._registry import get_method
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import resolve_time_grid
 from fm_core.utils.checks import check_batch_size, check_floating, check_log_density

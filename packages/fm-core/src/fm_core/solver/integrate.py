@@ -26,7 +26,7 @@ from fm_core.solver._progress import step_progress
 from fm_core.solver._state import State
 from fm_core.solver.dopri5 import Dopri5
 from fm_core.solver.fixed_step import FixedStepMethod
-from fm_core.solver.registry import TorchdiffeqMethod
+from fm_core.solver._registry import TorchdiffeqMethod
 from fm_core.solver.time_grid import fixed_step_grid
 from fm_core.utils.checks import check_finite
 

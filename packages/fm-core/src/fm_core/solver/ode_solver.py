@@ -66,7 +66,8 @@ class ODESolver(FlowSolver):
             step_size: largest step of a fixed-step method: each interval of ``time_grid`` is cut
                 into equal steps no larger than it, so every grid time is hit exactly. ``None``:
                 the steps are the grid's own (required for adaptive methods).
-            method: a name from ``fm_core.solver.METHODS`` or a torchdiffeq method.
+            method: ``"euler"``, ``"midpoint"``, ``"heun2"``, ``"rk4"``, ``"dopri5"`` or a
+                torchdiffeq method.
             atol: absolute tolerance of adaptive methods.
             rtol: relative tolerance of adaptive methods.
             time_grid: 1-D strictly monotone times in $[0, 1]$, shape ``[T]``; descending
