@@ -6,7 +6,7 @@ module layout can change behind them. They are not part of the reference-compati
 ``tests/test_public_api.py`` freezes this list as it freezes the public one.
 
 - Input checks (ValueError / TypeError naming the argument, raised before any work):
-  ``check_tensor``, ``check_floating``, ``check_batch_size``, ``check_same_shape``,
+  ``check_tensor``, ``check_floating``, ``check_choice``, ``check_batch_size``, ``check_same_shape``,
   ``check_same_device``, ``check_time``, ``check_time_range``, ``check_finite``,
   ``check_open_unit``, ``check_log_density``; and ``value_checks_enabled``, the rule that decides
   whether a value check (one that reads tensor values) runs.
@@ -32,6 +32,7 @@ from fm_core.utils._reduction import (
 from fm_core.utils.backend import BACKENDS, check_backend, resolve_backend
 from fm_core.utils.checks import (
     check_batch_size,
+    check_choice,
     check_finite,
     check_floating,
     check_log_density,
@@ -49,6 +50,7 @@ __all__ = [
     "REDUCTIONS",
     "check_backend",
     "check_batch_size",
+    "check_choice",
     "check_finite",
     "check_floating",
     "check_log_density",

@@ -21,10 +21,10 @@ from fm_kernels._dispatch import (
     select_backend,
     set_value_checks,
 )
-from fm_kernels.fm_loss import fm_loss
-from fm_kernels.generalized_kl import generalized_kl
-from fm_kernels.generalized_kl_linear import generalized_kl_linear
-from fm_kernels.mixture_euler_step import mixture_euler_step
+from fm_kernels._fm_loss import fm_loss
+from fm_kernels._generalized_kl import generalized_kl
+from fm_kernels._generalized_kl_linear import generalized_kl_linear
+from fm_kernels._mixture_euler_step import mixture_euler_step
 
 __version__ = _version("fm-kernels")
 __all__ = [

@@ -12,6 +12,7 @@ from fm_core.utils._reduction import check_reduction, mean_over_coordinates, red
 from fm_core.utils.backend import check_backend, resolve_backend
 from fm_core.utils.checks import (
     check_batch_size,
+    check_choice,
     check_floating,
     check_same_device,
     check_same_shape,
@@ -23,14 +24,6 @@ from fm_core.utils.checks import (
 __all__ = ["PREDICTIONS", "FlowMatchingLoss", "flow_matching_loss"]
 
 PREDICTIONS = ("velocity", "x_1", "epsilon")
-
-
-def _check_prediction(prediction: object) -> str:
-    if prediction not in PREDICTIONS:
-        raise ValueError(
-            f"prediction must be one of {', '.join(map(repr, PREDICTIONS))}; got {prediction!r}"
-        )
-    return prediction  # type: ignore[return-value]
 
 
 def _check_inputs(
@@ -128,7 +121,7 @@ def flow_matching_loss(
         raise TypeError(
             f"path must be an fm_core AffineProbPath (e.g. CondOTProbPath()), got {type(path).__name__}"
         )
-    _check_prediction(prediction)
+    check_choice(prediction, "prediction", PREDICTIONS)
     check_reduction(reduction)
     check_backend(backend)
     _check_inputs(model_output, x_0, x_1, t, weights)
@@ -191,7 +184,7 @@ class FlowMatchingLoss(nn.Module):
                 f"{type(path).__name__}"
             )
         self.path = path
-        self.prediction = _check_prediction(prediction)
+        self.prediction = check_choice(prediction, "prediction", PREDICTIONS)
         self.reduction = check_reduction(reduction)
         self.backend = check_backend(backend)
 

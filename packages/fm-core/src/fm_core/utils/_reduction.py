@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from fm_core.utils.checks import check_choice
+
 __all__ = ["REDUCTIONS", "check_reduction", "mean_over_coordinates", "reduce_loss"]
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -18,11 +20,7 @@ REDUCTIONS = ("mean", "sum", "none")
 
 def check_reduction(reduction: object) -> str:
     """Raise ``ValueError`` unless ``reduction`` is ``"mean"``, ``"sum"`` or ``"none"``; return it."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {', '.join(map(repr, REDUCTIONS))}; got {reduction!r}"
-        )
-    return reduction  # type: ignore[return-value]
+    return check_choice(reduction, "reduction", REDUCTIONS)
 
 
 def mean_over_coordinates(x: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ from torch import Tensor
 __all__ = [
     "VALUE_CHECK_MODES",
     "check_batch_size",
+    "check_choice",
     "check_finite",
     "check_floating",
     "check_log_density",
@@ -106,6 +107,13 @@ def value_checks_enabled(*tensors: Tensor) -> bool:
     if _mode == "always":
         return True
     return all(t.device.type == "cpu" for t in tensors if isinstance(t, Tensor))
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``; return it."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
+    return value  # type: ignore[return-value]
 
 
 def check_tensor(x: object, name: str) -> Tensor:

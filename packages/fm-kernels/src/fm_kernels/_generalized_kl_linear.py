@@ -20,7 +20,7 @@ from fm_kernels._dispatch import (
     triton,
     unit_grad_output,
 )
-from fm_kernels.generalized_kl import check_generalized_kl_args, generalized_kl_rows
+from fm_kernels._generalized_kl import check_generalized_kl_args, generalized_kl_rows
 
 __all__ = ["generalized_kl_linear"]
 
