@@ -25,10 +25,17 @@ DEFAULTS = TrainConfig()
 
 
 def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
-    d = DEFAULTS
-    a = p.add_argument
+    """Every ``TrainConfig`` option, by group (add a new option to the group it belongs to)."""
     if with_out:
-        a("--out", required=True, help="run directory (created; an existing run is resumed)")
+        p.add_argument("--out", required=True, help="run directory (an existing run is resumed)")
+    _data_model_args(p)
+    _optimizer_args(p)
+    _objective_args(p)
+    _run_args(p)
+
+
+def _data_model_args(p: argparse.ArgumentParser) -> None:
+    d, a = DEFAULTS, p.add_argument
     a("--data", default=d.data, choices=DATASETS, help="data set (digits ships with scikit-learn)")
     a(
         "--data-dir",
@@ -54,6 +61,10 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
         action=argparse.BooleanOptionalAction,
         help="condition on the class (with a null class for guidance)",
     )
+
+
+def _optimizer_args(p: argparse.ArgumentParser) -> None:
+    d, a = DEFAULTS, p.add_argument
     a(
         "--steps",
         type=int,
@@ -87,6 +98,10 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
     )
     a("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the sampling weights")
     a("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip (0: off)")
+
+
+def _objective_args(p: argparse.ArgumentParser) -> None:
+    d, a = DEFAULTS, p.add_argument
     a("--label-dropout", type=float, default=d.label_dropout, help="label drop rate for CFG")
     a("--scheduler", default=d.scheduler, choices=SCHEDULERS, help="path scheduler")
     a(
@@ -121,6 +136,11 @@ def _train_args(p: argparse.ArgumentParser, *, with_out: bool = True) -> None:
         default=d.mf_cfg_scale,
         help="flow-map objectives: guidance scale w folded into training (1-step guided samples)",
     )
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    """Seed, devices, logging, checkpoints and the end-of-run picture."""
+    d, a = DEFAULTS, p.add_argument
     a("--seed", type=int, default=d.seed, help="seed of everything")
     a("--bf16", default=d.bf16, action=argparse.BooleanOptionalAction, help="bf16 autocast on CUDA")
     a(
