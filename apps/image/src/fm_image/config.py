@@ -95,96 +95,103 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Raise ``ValueError`` naming the option for any bad value (before any work)."""
+        self._check_data_model()
+        self._check_optimizer()
+        self._check_objective()
+        self._check_run()
+        return self
 
-        def need(cond: bool, msg: str) -> None:
-            if not cond:
-                raise ValueError(msg)
-
-        need(
+    def _check_data_model(self) -> None:
+        _need(
             self.data in DATASETS, f"--data must be one of {', '.join(DATASETS)}; got {self.data!r}"
         )
-        need(
+        _need(
             self.flow in ("continuous", "discrete"),
             f"--flow must be continuous or discrete; got {self.flow!r}",
         )
-        need(
+        _need(
             self.model in PRESETS,
             f"--model must be one of {', '.join(PRESETS)}; got {self.model!r}",
         )
-        need(self.steps >= 1, f"--steps must be >= 1, got {self.steps}")
-        need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
-        need(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
-        need(
+        _need(
+            self.image_size is None or self.image_size >= 4,
+            f"--image-size must be >= 4, got {self.image_size}",
+        )
+
+    def _check_optimizer(self) -> None:
+        _need(self.steps >= 1, f"--steps must be >= 1, got {self.steps}")
+        _need(self.batch_size >= 1, f"--batch-size must be >= 1, got {self.batch_size}")
+        _need(self.grad_accum >= 1, f"--grad-accum must be >= 1, got {self.grad_accum}")
+        _need(
             self.batch_size % self.grad_accum == 0,
             f"--batch-size {self.batch_size} must be divisible by --grad-accum {self.grad_accum}",
         )
-        need(self.lr > 0, f"--lr must be positive, got {self.lr}")
-        need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
-        need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1/--beta2 must lie in [0, 1)")
-        need(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")
-        need(
+        _need(self.lr > 0, f"--lr must be positive, got {self.lr}")
+        _need(self.weight_decay >= 0, f"--weight-decay must be >= 0, got {self.weight_decay}")
+        _need(0 <= self.beta1 < 1 and 0 <= self.beta2 < 1, "--beta1/--beta2 must lie in [0, 1)")
+        _need(self.warmup_steps >= 0, f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        _need(
             self.decay_steps is None
             or self.decay_steps == 0
             or self.decay_steps >= self.warmup_steps,
             "--decay-steps must be 0 (constant rate), >= --warmup-steps, or left out (decay over "
             f"--steps), got {self.decay_steps}",
         )
-        need(
+        _need(
             0 <= self.min_lr_ratio <= 1,
             f"--min-lr-ratio must lie in [0, 1], got {self.min_lr_ratio}",
         )
-        need(0 <= self.ema_decay < 1, f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
-        need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0: off), got {self.grad_clip}")
-        need(
+        _need(0 <= self.ema_decay < 1, f"--ema-decay must lie in [0, 1), got {self.ema_decay}")
+        _need(self.grad_clip >= 0, f"--grad-clip must be >= 0 (0: off), got {self.grad_clip}")
+
+    def _check_objective(self) -> None:
+        _need(
             0 <= self.label_dropout <= 1,
             f"--label-dropout must lie in [0, 1], got {self.label_dropout}",
         )
-        need(
+        _need(
             self.scheduler in SCHEDULERS,
             f"--scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}",
         )
-        need(
+        _need(
             self.flow == "continuous" or self.scheduler in ("condot", "poly2", "poly3"),
             f"--flow discrete needs a convex --scheduler (condot, poly2, poly3); got {self.scheduler!r}",
         )
-        need(
+        _need(
             self.time_sampler in TIME_SAMPLERS,
             f"--time-sampler must be one of {', '.join(TIME_SAMPLERS)}; got {self.time_sampler!r}",
         )
-        need(
+        _need(
             self.source in ("mask", "uniform"),
             f"--source must be mask or uniform; got {self.source!r}",
         )
-        need(
+        _need(
             not (self.ot_coupling and self.flow == "discrete"),
             "--ot-coupling applies to --flow continuous only",
         )
-        need(
-            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
-            f"--device must be auto, cpu or cuda[:N]; got {self.device!r}",
-        )
-        need(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
-        need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
-        need(self.ckpt_every >= 1, f"--ckpt-every must be >= 1, got {self.ckpt_every}")
-        need(self.keep >= 1, f"--keep must be >= 1, got {self.keep}")
-        need(self.sample_nfe >= 1, f"--sample-nfe must be >= 1, got {self.sample_nfe}")
-        need(
+        _need(
             self.objective in OBJECTIVES,
             f"--objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}",
         )
-        need(
+        _need(
             self.objective == "fm" or (self.flow == "continuous" and self.scheduler == "condot"),
             f"--objective {self.objective} needs --flow continuous and --scheduler condot",
         )
-        need(
+        _need(
             0 <= self.mf_equal_fraction <= 1,
             f"--mf-equal-fraction must lie in [0, 1], got {self.mf_equal_fraction}",
         )
-        need(
-            self.image_size is None or self.image_size >= 4,
-            f"--image-size must be >= 4, got {self.image_size}",
+
+    def _check_run(self) -> None:
+        _need(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"--device must be auto, cpu or cuda[:N]; got {self.device!r}",
         )
-        return self
+        _need(self.workers >= 0, f"--workers must be >= 0, got {self.workers}")
+        _need(self.log_every >= 1, f"--log-every must be >= 1, got {self.log_every}")
+        _need(self.ckpt_every >= 1, f"--ckpt-every must be >= 1, got {self.ckpt_every}")
+        _need(self.keep >= 1, f"--keep must be >= 1, got {self.keep}")
+        _need(self.sample_nfe >= 1, f"--sample-nfe must be >= 1, got {self.sample_nfe}")
 
     def to_json(self) -> dict[str, Any]:
         return {"app": APP, **dataclasses.asdict(self)}
@@ -197,6 +204,11 @@ class TrainConfig:
     def from_json(cls, obj: dict[str, Any]) -> TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in obj.items() if k in names})
+
+
+def _need(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(msg)
 
 
 def resolve_device(name: str) -> torch.device:
