@@ -125,7 +125,8 @@ def evaluate(
         nfe=used_nfe,
         seconds_per_sample=seconds / num,
         num=num,
-        method=method if cfg.flow == "continuous" else "discrete-euler",
+        method=getattr(run.flow, "method_name", None)
+        or (method if cfg.flow == "continuous" else "discrete-euler"),
         cfg_scale=cfg_scale,
         step=run.step,
     )

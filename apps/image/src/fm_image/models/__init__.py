@@ -44,6 +44,7 @@ def build_model(
     image_size: tuple[int, int],
     num_classes: int,
     vocab: int | None = None,
+    flow_map: bool = False,
 ) -> nn.Module:
     """Build the network of ``preset`` for images ``[channels, *image_size]``.
 
@@ -54,6 +55,7 @@ def build_model(
         num_classes: classes (0: unconditional).
         vocab: ``None`` for a continuous velocity model; the vocabulary size for a discrete one
             (then the model is a ``TokenImageModel`` returning logits ``[B, C, H, W, vocab]``).
+        flow_map: a flow-map (average-velocity) network taking the end time ``r`` as well.
     """
     if preset not in PRESETS:
         raise ValueError(f"model preset must be one of {', '.join(PRESETS)}; got {preset!r}")
@@ -63,6 +65,10 @@ def build_model(
     if vocab is not None:
         cin, cout = channels * TOKEN_EMBED_DIM, channels * vocab
     cls = MLPVelocity if kind == "mlp" else UNet
+    if flow_map:
+        if vocab is not None:
+            raise ValueError("a flow-map network is continuous (vocab must be None)")
+        cfg["flow_map"] = True
     net = cls(cin, cout, tuple(image_size), num_classes, **cfg)
     if vocab is not None:
         net = TokenImageModel(net, channels, vocab, TOKEN_EMBED_DIM)

@@ -37,20 +37,38 @@ class ConditionEmbedding(nn.Module):
         dim: output width.
         num_classes: number of real classes (0: unconditional); the embedding table has one
             more row, the null class used for classifier-free guidance.
+        flow_map: also embed the jump length $r - t$ of a flow-map model (MeanFlow's $(t, t - r)$
+            conditioning) with a second time MLP, added to the first.
 
-    Shapes: ``t`` ``[B]``, ``label`` ``[B]`` int64 in ``[0, num_classes]`` or ``None`` (null)
-    -> ``[B, dim]``.
+    Shapes: ``t`` ``[B]``, ``label`` ``[B]`` int64 in ``[0, num_classes]`` or ``None`` (null),
+    ``r`` ``[B]`` (flow maps only) -> ``[B, dim]``.
     """
 
-    def __init__(self, base_dim: int, dim: int, num_classes: int) -> None:
+    def __init__(
+        self, base_dim: int, dim: int, num_classes: int, *, flow_map: bool = False
+    ) -> None:
         super().__init__()
         self.base_dim = base_dim
         self.num_classes = num_classes
         self.time = nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.label = nn.Embedding(num_classes + 1, dim) if num_classes > 0 else None
+        self.gap = (
+            nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+            if flow_map
+            else None
+        )
 
-    def forward(self, t: Tensor, label: Tensor | None) -> Tensor:
+    def forward(self, t: Tensor, label: Tensor | None, r: Tensor | None = None) -> Tensor:
         emb = self.time(sinusoidal_embedding(t, self.base_dim))
+        if (r is None) != (self.gap is None):
+            raise ValueError(
+                "r (the flow map's end time) must be given exactly when the network was built "
+                f"with flow_map=True (this one: flow_map={self.gap is not None})"
+            )
+        if self.gap is not None:
+            emb = emb + self.gap(
+                sinusoidal_embedding(broadcast_time(r, t.shape[0]) - t, self.base_dim)
+            )
         if self.label is not None:
             if label is None:
                 label = torch.full((t.shape[0],), self.num_classes, device=t.device)

@@ -22,8 +22,10 @@ class MLPVelocity(nn.Module):
         num_classes: classes (0: unconditional); class ``num_classes`` is the null class.
         width: hidden width.
         depth: number of linear layers (>= 2).
+        flow_map: take the end time ``r`` of a flow-map (average-velocity) model.
 
-    Shapes: ``x`` ``[B, C_in, H, W]``, ``t`` ``[]`` or ``[B]``, ``label`` ``[B]`` -> ``[B, C_out, H, W]``.
+    Shapes: ``x`` ``[B, C_in, H, W]``, ``t`` ``[]`` or ``[B]``, ``label`` ``[B]``, ``r`` like ``t``
+    (flow maps) -> ``[B, C_out, H, W]``.
     """
 
     def __init__(
@@ -35,13 +37,14 @@ class MLPVelocity(nn.Module):
         *,
         width: int = 512,
         depth: int = 4,
+        flow_map: bool = False,
     ) -> None:
         super().__init__()
         if depth < 2:
             raise ValueError(f"depth must be >= 2, got {depth}")
         h, w = image_size
         self.out_shape = (out_channels, h, w)
-        self.embed = ConditionEmbedding(128, width, num_classes)
+        self.embed = ConditionEmbedding(128, width, num_classes, flow_map=flow_map)
         self.inp = nn.Linear(in_channels * h * w, width)
         self.hidden = nn.ModuleList(nn.Linear(width, width) for _ in range(depth - 2))
         self.act = nn.SiLU()
@@ -49,9 +52,11 @@ class MLPVelocity(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, t: Tensor, label: Tensor | None = None, r: Tensor | None = None
+    ) -> Tensor:
         b = x.shape[0]
-        emb = self.embed(broadcast_time(t, b), label)
+        emb = self.embed(broadcast_time(t, b), label, r)
         h = self.inp(x.reshape(b, -1))
         for layer in self.hidden:
             h = h + layer(self.act(h + emb))

@@ -86,6 +86,7 @@ class UNet(nn.Module):
         attention_resolutions: downsampling factors (1, 2, 4, ...) that get self-attention.
         dropout: dropout inside residual blocks.
         num_heads: attention heads.
+        flow_map: take the end time ``r`` of a flow-map (average-velocity) model.
 
     Shapes: ``x`` ``[B, C_in, H, W]``, ``t`` ``[]`` or ``[B]``, ``label`` ``[B]`` -> ``[B, C_out, H, W]``.
 
@@ -108,6 +109,7 @@ class UNet(nn.Module):
         attention_resolutions: tuple[int, ...] = (2,),
         dropout: float = 0.0,
         num_heads: int = 1,
+        flow_map: bool = False,
     ) -> None:
         super().__init__()
         factor = 2 ** (len(channel_mult) - 1)
@@ -117,7 +119,7 @@ class UNet(nn.Module):
                 f"{tuple(channel_mult)}"
             )
         emb_dim = 4 * model_channels
-        self.embed = ConditionEmbedding(model_channels, emb_dim, num_classes)
+        self.embed = ConditionEmbedding(model_channels, emb_dim, num_classes, flow_map=flow_map)
         self.inp = nn.Conv2d(in_channels, model_channels, 3, padding=1)
         self.down = nn.ModuleList()
         skips = [model_channels]
@@ -159,8 +161,10 @@ class UNet(nn.Module):
             _norm(ch), nn.SiLU(), _zero(nn.Conv2d(ch, out_channels, 3, padding=1))
         )
 
-    def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
-        emb = self.embed(broadcast_time(t, x.shape[0]), label)
+    def forward(
+        self, x: Tensor, t: Tensor, label: Tensor | None = None, r: Tensor | None = None
+    ) -> Tensor:
+        emb = self.embed(broadcast_time(t, x.shape[0]), label, r)
         h = self.inp(x)
         hs = [h]
         for stage in self.down:
