@@ -127,6 +127,13 @@ def run_demo(
     ar = evaluate_run(load_run(out / "ar"), max_sequences=cap)
     flow = evaluate_run(load_run(out / "flow"), judge=out / "ar", max_sequences=cap)
     ratio = flow["ppl_bound"] / ar["ppl_bound"]
+    _print_comparison(flow, ar, ratio, data, out)
+    _print_infills(out / "flow")
+    return {"flow": flow, "ar": ar, "ratio": ratio}
+
+
+def _print_comparison(flow: dict, ar: dict, ratio: float, data: str, out: Path) -> None:
+    """The side-by-side table of the two evaluations and the best perplexity by step."""
     rows = [
         ("best step", "step", "{:d}"),
         ("ppl (flow: ELBO bound)", "ppl_bound", "{:.1f}"),
@@ -151,8 +158,11 @@ def run_demo(
             f"{r['flow_best_ppl']:>9.1f}{r['ar_best_ppl']:>9.1f}{r['ratio']:>7.2f}"
         )
 
-    run = load_run(out / "flow")
-    data = prepare_data(run.config, out / "flow", None, write=False)
+
+def _print_infills(flow_dir: Path) -> None:
+    """Three validation sequences with their middle half filled in by the flow model."""
+    run = load_run(flow_dir)
+    data = prepare_data(run.config, flow_dir, None, write=False)
     tok = run.tokenizer
     length = run.config.context
     keep = length // 4
@@ -164,4 +174,3 @@ def run_demo(
         prompt, suffix = tok.decode(chunk[:keep].tolist()), tok.decode(chunk[-keep:].tolist())
         sample = sample_run(run, 1, length=length, prompt=prompt, suffix=suffix, seed=i)
         print(f"--- sample {i}\n{sample.texts[0]}\n")
-    return {"flow": flow, "ar": ar, "ratio": ratio}
