@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import geoopt
@@ -12,7 +13,9 @@ from torch.func import jvp
 from fm_core.path.path import ProbPath
 from fm_core.path.path_sample import PathSample
 from fm_core.path.scheduler.scheduler import ConvexScheduler
-from fm_riemann._checks import check_on_manifold
+from fm_core.utils.checks import value_checks_enabled
+from fm_riemann._checks import check_on_manifold, membership_tolerance
+from fm_riemann.manifolds._safe import may_hold_true, sinc, theta_over_sin
 from fm_riemann.manifolds.euclidean import Euclidean
 from fm_riemann.manifolds.so3 import SO3
 from fm_riemann.manifolds.sphere import Sphere
@@ -126,6 +129,12 @@ class GeodesicProbPath(ProbPath):
         if velocity == "auto":
             velocity = "closed_form" if has_exact_geodesics(manifold) else "autodiff"
         self.velocity = velocity
+        # The whole sphere (no subspace restriction) in closed form: the fused slerp below.
+        self._plain_sphere = (
+            velocity == "closed_form"
+            and isinstance(manifold, Sphere)
+            and getattr(manifold, "projector", None) is None
+        )
 
     def sample(self, x_0: Tensor, x_1: Tensor, t: Tensor) -> PathSample:
         r"""Sample $x_t$ on the geodesic from ``x_0`` to ``x_1`` and its velocity $\dot x_t$.
@@ -148,12 +157,15 @@ class GeodesicProbPath(ProbPath):
                 ``manifold.projx``).
         """
         self.assert_sample_shape(x_0=x_0, x_1=x_1, t=t)
-        check_on_manifold(self.manifold, x_0, "x_0")
-        check_on_manifold(self.manifold, x_1, "x_1")
         view = (-1,) + (1,) * (x_0.ndim - 1)
         out = self.scheduler(t)
         kappa = out.alpha_t.to(x_0.dtype).reshape(view)
         d_kappa = out.d_alpha_t.to(x_0.dtype).reshape(view)
+        if self._plain_sphere and x_0.ndim == 2:
+            x_t, dx_t = _sphere_slerp(self.manifold, x_0, x_1, kappa, d_kappa)
+            return PathSample(x_0=x_0, x_1=x_1, t=t, x_t=x_t, dx_t=dx_t)
+        check_on_manifold(self.manifold, x_0, "x_0")
+        check_on_manifold(self.manifold, x_1, "x_1")
         fused = getattr(self.manifold, "geodesic_point_and_velocity", None)
         if self.velocity == "closed_form" and fused is not None:
             x_t, dx_t = fused(x_0, x_1, kappa)
@@ -180,3 +192,53 @@ class GeodesicProbPath(ProbPath):
             return self.manifold.expmap(x_0, kappa * shoot)
 
         return jvp(point, (t,), (torch.ones_like(t),))
+
+
+def _sphere_slerp(
+    sphere: Sphere, x: Tensor, y: Tensor, s: Tensor, d_s: Tensor
+) -> tuple[Tensor, Tensor]:
+    r"""Point and velocity on the great circle from ``x`` to ``y`` ([B, D]), membership checked.
+
+    Slerp: with $\theta = d(x, y)$, $\gamma(s) = a(s)\,x + b(s)\,y$ where
+    $b = \sin(s\theta)/\sin\theta = s\,\mathrm{sinc}(s\theta)\,k$, $k = \theta/\sin\theta$,
+    $a = \cos(s\theta) - \cos\theta\; b$, and $\gamma'(s) = a'\,x + b'\,y$ with
+    $b' = k\cos(s\theta)$, $a' = -\theta\sin(s\theta) - \cos\theta\; b'$: the same closed form
+    as ``Sphere.geodesic_point_and_velocity``, written as per-sample coefficients of ``x`` and ``y``
+    so that only two fused multiply-adds touch ``[B, D]`` data. Sums over the last dimension are
+    matrix-vector products: on the CPU ``(x * y) @ ones`` is ~5x faster than ``(x * y).sum(-1)``
+    at D = 3 (a reduction over a size-3 last dimension vectorises badly). The membership check
+    ($|\|x\|^2 - 1| \le$ tol, geoopt's tolerance) reuses the same products.
+    """
+    ones = torch.ones(x.shape[-1], 1, dtype=x.dtype, device=x.device)
+    inner = (x * y) @ ones
+    if value_checks_enabled(x):
+        tol = 2.0 * membership_tolerance(x.dtype)  # |n^2 - 1| ~ 2 |n - 1|; geoopt: atol + rtol
+        for name, p in (("x_0", x), ("x_1", y)):
+            lo, hi = torch.aminmax((p * p) @ ones)
+            if not (1.0 - tol <= float(lo) and float(hi) <= 1.0 + tol):
+                check_on_manifold(sphere, p, name)  # raises with geoopt's message
+    w = torch.addcmul(y, inner, x, value=-1.0)  # y - <x, y> x, of norm sin(theta)
+    sin_theta = _safe_norm_matvec(w, ones)
+    theta = torch.atan2(sin_theta, inner)  # accurate near 0 and near pi
+    k = theta_over_sin(theta, sin_theta)
+    st = s * theta
+    cos_st = torch.cos(st)
+    b = s * sinc(st) * k
+    a = cos_st - inner * b
+    db = d_s * k * cos_st
+    da = -d_s * theta * torch.sin(st) - inner * db
+    point, velocity = torch.addcmul(a * x, b, y), torch.addcmul(da * x, db, y)
+    cut = math.pi - (1e-6 if x.dtype == torch.float64 else 1e-3)
+    antipodal = theta > cut
+    if may_hold_true(antipodal):  # (nearly) antipodal pairs: the sphere's own fused form
+        p_anti, v_anti = sphere.geodesic_point_and_velocity(x, y, s)
+        point = torch.where(antipodal, p_anti, point)
+        velocity = torch.where(antipodal, d_s * v_anti, velocity)
+    return point, velocity
+
+
+def _safe_norm_matvec(u: Tensor, ones: Tensor) -> Tensor:
+    """``safe_norm(u)`` (zero, with a finite gradient, at ``u = 0``) with the sum as a mat-vec."""
+    sq = (u * u) @ ones
+    tiny = torch.finfo(u.dtype).tiny ** 0.5
+    return torch.where(sq > 0, sq.clamp_min(tiny).sqrt(), torch.zeros_like(sq))
