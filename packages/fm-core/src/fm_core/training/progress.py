@@ -38,20 +38,31 @@ class LineProgress:
         self._postfix = ""
         self._t0 = time.monotonic()
         self._closed = False
+        self._due = False
 
     def update(self, n: int = 1) -> None:
+        # A due line waits for the caller's set_postfix after this update (the apps log right
+        # after it), so it shows the figures of its own step; else it goes out at the next update.
+        self._flush_due()
         self.n += n
         if self.n >= self._next and self.n < self.total:
-            self._write()
+            self._due = True
             self._next = (self.n // self._every + 1) * self._every
 
     def set_postfix(self, ordered_dict: dict | None = None, refresh: bool = True, **kwargs) -> None:
         items = {**(ordered_dict or {}), **kwargs}
         self._postfix = ", ".join(f"{k}={v}" for k, v in items.items())
+        self._flush_due()
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
+            self._due = False
+            self._write()
+
+    def _flush_due(self) -> None:
+        if self._due:
+            self._due = False
             self._write()
 
     def _write(self) -> None:
