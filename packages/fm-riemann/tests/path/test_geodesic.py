@@ -126,3 +126,22 @@ def test_rejects_a_manifold_without_logmap():
 def test_rejects_unknown_velocity_mode():
     with pytest.raises(ValueError, match="velocity must be"):
         GeodesicProbPath(CondOTScheduler(), Sphere(), velocity="finite_differences")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_sphere_slerp_fast_path_matches_the_fused_form(dtype):
+    # The [B, D] sphere path takes the slerp fast path; the sphere's fused closed form is the truth,
+    # with identical, antipodal and nearly antipodal pairs and both ends of the time interval.
+    s = Sphere()
+    g = torch.Generator().manual_seed(0)
+    x_0 = s.projx(torch.randn(64, 3, dtype=dtype, generator=g))
+    x_1 = s.projx(torch.randn(64, 3, dtype=dtype, generator=g))
+    x_1[:4], x_1[4:8] = -x_0[:4], x_0[4:8]
+    x_1[8] = s.projx(-x_0[8] + 1e-5 * torch.randn(3, dtype=dtype, generator=g))
+    t = torch.rand(64, dtype=dtype, generator=g)
+    t[:2], t[4:6] = 0.0, 1.0
+    out = GeodesicProbPath(PolynomialConvexScheduler(2), s).sample(x_0, x_1, t)
+    point, velocity = s.geodesic_point_and_velocity(x_0, x_1, (t * t)[:, None])
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out.x_t, point, atol=tol, rtol=0)
+    torch.testing.assert_close(out.dx_t, 2 * t[:, None] * velocity, atol=10 * tol, rtol=0)
