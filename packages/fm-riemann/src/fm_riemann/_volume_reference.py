@@ -155,7 +155,8 @@ def flow_log_density(
     \log\rho(x_0) - \log\rho(x_1)$.
     """
     x_0 = flow(x_1)
-    d_phi = jacobian(lambda z: flow(z).reshape(-1), x_1).reshape(x_0.numel(), x_1.numel())
+    d_phi = jacobian(lambda z: flow(z).reshape(-1), x_1, vectorize=True)
+    d_phi = d_phi.reshape(x_0.numel(), x_1.numel())
     b_0, b_1 = tangent_basis(manifold, x_0.detach()), tangent_basis(manifold, x_1)
     log_det = torch.linalg.slogdet(b_0.T @ d_phi @ b_1).logabsdet
     log_rho = log_volume_density(manifold, x_0.detach()) - log_volume_density(manifold, x_1)

@@ -19,6 +19,8 @@ import math
 import geoopt
 import torch
 
+from fm_core.solver.divergence import ExactDivergence
+from fm_riemann._volume_reference import chart_divergence, coordinate_inner, flow_log_density
 from fm_riemann.manifolds import (
     SO3,
     Euclidean,
@@ -30,6 +32,8 @@ from fm_riemann.manifolds import (
     Stereographic,
     SymmetricPositiveDefinite,
 )
+from fm_riemann.manifolds._volume import has_volume, volume_of
+from fm_riemann.solver import RiemannianODESolver
 
 __all__ = [
     "EXTRA_MANIFOLDS",
@@ -40,6 +44,7 @@ __all__ = [
     "random_points",
     "sample_vmf_mixture",
     "se3_like",
+    "tangent_field",
     "torus_x_sphere",
 ]
 
@@ -167,7 +172,18 @@ class ManifoldTests:
     idempotent; ``logmap(x, x) == 0``; ``expmap(x, 0) == x``; ``expmap(x, logmap(x, y)) == y``;
     ``logmap`` and ``proju`` give tangent vectors (``proju`` fixes them); ``expmap`` of a tangent vector stays on the
     manifold; float64 stays float64.
+
+    Likelihoods (densities w.r.t. the Riemannian volume), on manifolds that have one in
+    ``fm_riemann.manifolds._volume`` (the others must be refused with ``TypeError``): the zero
+    field returns the source density (exact and Hutchinson); the divergence the solver uses
+    (tangent projection + volume term) equals the divergence computed from the metric alone
+    (``manifold.inner`` in a chart, by autograd); ``compute_likelihood`` of a nonlinear flow
+    equals the change of variables of the solver's own map (the log-determinant of its Jacobian
+    between tangent bases, by autograd, plus the log-volume densities of the metric) within
+    ``likelihood_atol`` nats.
     """
+
+    likelihood_atol: float = 1e-4
 
     atol: float = 1e-7
 
@@ -227,3 +243,112 @@ class ManifoldTests:
         u = manifold.proju(x, 0.5 * torch.randn(x.shape, dtype=x.dtype, generator=g))
         self._tangent(manifold, x, u)
         self._on(manifold, manifold.expmap(x, u))
+
+    # ------------------------------------------------------------------ likelihoods
+    def _refuses_likelihood(self, manifold) -> bool:
+        """On a manifold without a volume, check that likelihoods are refused; else False."""
+        if has_volume(manifold):
+            return False
+        x = self._points(manifold, batch=2)
+        solver = RiemannianODESolver(manifold, lambda x, t: torch.zeros_like(x))
+        try:
+            solver.compute_likelihood(x, _log_p0, 0.5)
+        except TypeError as e:
+            assert "no Riemannian volume" in str(e)
+            return True
+        raise AssertionError("compute_likelihood must refuse a manifold without a volume")
+
+    def test_likelihood_of_the_zero_field_is_the_source_density(self, manifold):
+        if self._refuses_likelihood(manifold):
+            return
+        x = self._points(manifold, batch=4)
+        solver = RiemannianODESolver(manifold, lambda x, t: torch.zeros_like(x))
+        for divergence in ("exact", "hutchinson"):
+            x_0, log_p = solver.compute_likelihood(x, _log_p0, 0.25, divergence=divergence)
+            self.assert_same_point(manifold, x_0, x)
+            torch.testing.assert_close(log_p, _log_p0(x), rtol=0, atol=1e-12)
+
+    def test_divergence_is_the_divergence_of_the_metric(self, manifold):
+        if self._refuses_likelihood(manifold):
+            return
+        x = self._points(manifold, batch=2)
+        field = tangent_field(manifold, tuple(x.shape[1:]))
+        volume = volume_of(manifold)
+        xg = x.clone().requires_grad_(True)
+        u = field(xg)
+        div = ExactDivergence(xg, project=volume.project)(u, xg) + volume.correction(xg, u)
+        want = torch.stack([chart_divergence(manifold, field, p) for p in x])
+        torch.testing.assert_close(div.detach(), want, rtol=1e-7, atol=1e-7)
+
+    def test_likelihood_is_the_change_of_variables_of_the_flow(self, manifold):
+        if self._refuses_likelihood(manifold):
+            return
+        x = self._points(manifold, batch=1)
+        field = tangent_field(manifold, tuple(x.shape[1:]))
+        solver = RiemannianODESolver(manifold, lambda x, t: field(x))
+        # SO(3)'s projx is an SVD, whose gradient at a rotation (equal singular values) is NaN.
+        # Stepping by expmap, rk4 is of order 2 on curved manifolds: smaller steps.
+        step_by, h = ("expmap", 0.05) if _has_factor(manifold, SO3) else ("projx", 0.2)
+        x_0, log_p = solver.compute_likelihood(
+            x, _log_p0, h, "rk4", exact_divergence=True, step_by=step_by
+        )
+        grid = torch.tensor([1.0, 0.0], dtype=x.dtype)
+
+        def flow(z):  # the solver's own map x_1 -> x_0
+            return solver.sample(
+                z[None], h, method="rk4", time_grid=grid, enable_grad=True, step_by=step_by
+            )[0]
+
+        want = torch.stack([flow_log_density(manifold, flow, p, _log_p0) for p in x])
+        assert (log_p - _log_p0(x_0)).abs().max() > 10 * self.likelihood_atol  # it did change
+        torch.testing.assert_close(log_p, want, rtol=0, atol=self.likelihood_atol)
+
+
+def _has_factor(manifold, kind) -> bool:
+    if isinstance(manifold, geoopt.ProductManifold):
+        return any(_has_factor(m, kind) for m in manifold.manifolds)
+    if isinstance(manifold, geoopt.Scaled):
+        return _has_factor(manifold.base, kind)
+    return isinstance(manifold, kind)
+
+
+def _speed2(manifold, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Squared Riemannian speed ``[B]`` of coordinate velocities (SPD by a solve: geoopt's
+    ``inner`` goes through an eigendecomposition, ten times slower under autograd)."""
+    if isinstance(manifold, geoopt.ProductManifold):
+        parts = [
+            _speed2(m, manifold.take_submanifold_value(x, i), manifold.take_submanifold_value(u, i))
+            for i, m in enumerate(manifold.manifolds)
+        ]
+        return sum(parts)
+    if isinstance(manifold, SymmetricPositiveDefinite):
+        a = torch.linalg.solve(x, u)
+        return (a * a.transpose(-1, -2)).sum((-1, -2))
+    return coordinate_inner(manifold, x, u, u)
+
+
+def _log_p0(x: torch.Tensor) -> torch.Tensor:
+    """A smooth (unnormalised) source log-density for the likelihood properties, ``[B]``."""
+    return -0.5 * x.flatten(1).pow(2).sum(1).log1p()
+
+
+def tangent_field(manifold, point_shape: tuple[int, ...], seed: int = 0, speed: float = 0.5):
+    """A fixed smooth nonlinear tangent field ``[B, *point_shape] -> [B, *point_shape]``.
+
+    ``proju`` of a small tanh network of the coordinates, scaled to Riemannian speed below
+    ``speed`` (so its flow stays inside the ball, away from a stereographic chart's point at
+    infinity, and on the SPD cone for unit times).
+    """
+    g = torch.Generator().manual_seed(seed)
+    d = math.prod(point_shape)
+    w1 = torch.randn(d, 8, dtype=torch.float64, generator=g) / math.sqrt(d)
+    b1 = torch.randn(8, dtype=torch.float64, generator=g)
+    w2 = torch.randn(8, d, dtype=torch.float64, generator=g) / 2
+
+    def field(x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(x.flatten(1) @ w1.to(x) + b1.to(x)) @ w2.to(x)
+        u = manifold.proju(x, h.view_as(x))
+        norm2 = _speed2(manifold, x, u).reshape(-1, *([1] * (x.ndim - 1)))
+        return speed * u / (1 + norm2).sqrt()
+
+    return field

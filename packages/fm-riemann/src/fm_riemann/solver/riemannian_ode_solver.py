@@ -21,6 +21,35 @@ __all__ = ["RiemannianODESolver"]
 StepBy = Literal["projx", "expmap"]
 
 
+def _unscaled(manifold):
+    r"""The same points with ``expmap`` of coordinate velocities, for the ``"expmap"`` move.
+
+    ``geoopt.Scaled(base, s)`` writes a coordinate velocity $w$ as the tangent vector $s w$
+    (``expmap(x, u) = base.expmap(x, u / s)``), while the solver's velocities are $\dot x$:
+    stepping by ``expmap`` of a ``Scaled`` manifold would move $s$ times too slowly. Its base
+    (same points, ``projx`` and ``proju``) moves right.
+    """
+    if isinstance(manifold, geoopt.Scaled):
+        return _unscaled(manifold.base)
+    if isinstance(manifold, geoopt.ProductManifold):
+        factors = [_unscaled(m) for m in manifold.manifolds]
+        if all(f is m for f, m in zip(factors, manifold.manifolds)):
+            return manifold
+        return geoopt.ProductManifold(*zip(factors, manifold.shapes))
+    return manifold
+
+
+def _check_manifold(manifold: object, name: str = "manifold") -> None:
+    """``check_manifold``, also through ``geoopt.Scaled`` (whose methods are bound per instance)."""
+    if isinstance(manifold, geoopt.Scaled):
+        _check_manifold(manifold.base, f"{name}.base")
+    elif isinstance(manifold, geoopt.ProductManifold):
+        for i, m in enumerate(manifold.manifolds):
+            _check_manifold(m, f"{name}.manifolds[{i}]")
+    else:
+        check_manifold(manifold, name)
+
+
 class RiemannianODESolver(FlowSolver):
     r"""Integrate $\dot x = u_t(x)$ on a manifold with fixed-step Runge-Kutta methods.
 
@@ -64,7 +93,7 @@ class RiemannianODESolver(FlowSolver):
         *,
         check_points: bool = True,
     ):
-        check_manifold(manifold)
+        _check_manifold(manifold)
         super().__init__(velocity_model)
         self.manifold = manifold
         self.check_points = check_points
@@ -95,7 +124,7 @@ class RiemannianODESolver(FlowSolver):
         return volume.project, volume.correction
 
     def _move(self, options: dict):
-        return manifold_move(self.manifold, options["step_by"], options["projx"])
+        return manifold_move(_unscaled(self.manifold), options["step_by"], options["projx"])
 
     # ----------------------------------------------------------------------------------------
     def sample(
