@@ -34,6 +34,7 @@ __all__ = [
     "BACKENDS",
     "HAS_TRITON",
     "INTERPRETED",
+    "REDUCTIONS",
     "VALUE_CHECK_MODES",
     "as_batch_vector",
     "check_choice",
@@ -53,6 +54,8 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "torch", "triton")
+#: Every loss here: "mean" and "sum" reduce the unreduced values "none" returns (fm-core's rule).
+REDUCTIONS = ("mean", "sum", "none")
 VALUE_CHECK_MODES = ("auto", "always", "off")
 
 # triton.jit decides at decoration time (i.e. when fm_kernels is imported) whether kernels are

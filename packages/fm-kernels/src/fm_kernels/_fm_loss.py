@@ -16,6 +16,7 @@ from torch import Tensor
 
 from fm_kernels import reference
 from fm_kernels._dispatch import (
+    REDUCTIONS,
     as_batch_vector,
     check_choice,
     check_floating,
@@ -32,7 +33,6 @@ from fm_kernels._dispatch import (
 __all__ = ["fm_loss"]
 
 PREDICTIONS = ("velocity", "x_1", "epsilon")
-REDUCTIONS = ("mean", "sum", "none")
 # 4096 elements per program: 16 KiB per fp32 operand, enough in flight per SM to saturate HBM
 # while keeping a [B, D / 4096] partial-sum buffer negligible (0.02% of the data).
 _MAX_BLOCK = 4096

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from fm_kernels import reference
 from fm_kernels._dispatch import (
+    REDUCTIONS,
     check_choice,
     check_floating,
     check_integer,
@@ -32,7 +33,6 @@ from fm_kernels._dispatch import (
 
 __all__ = ["check_generalized_kl_args", "generalized_kl", "generalized_kl_rows"]
 
-REDUCTIONS = ("mean", "sum", "none")
 # 8192 logits per chunk: V = 50257 takes 7 chunks; 16 warps keep this at 16 fp32 registers per
 # thread per live vector, below spilling, as Liger's cross-entropy (which goes to 32768) shows.
 _MAX_BLOCK_V = 8192
