@@ -180,18 +180,19 @@ fm_core:
     ConvexScheduler CosineScheduler Coupling CouplingSample EulerMaruyamaSolver ExactOTCoupling
     FlowMapSolver FlowMatchingLoss LinearVPScheduler LogNormalSigmaTimeSampler
     LogitNormalTimeSampler MeanFlowLoss ModelWrapper ODESolver PathSample PiGDMGuidedModel
-    PolynomialConvexScheduler ProbPath ScheduleTransformedModel Scheduler SchedulerOutput
-    SinkhornOTCoupling Solver TimePairSampler TimeSampler UniformTimeSampler VPScheduler
+    PolynomialConvexScheduler ProbPath ReflowCoupling ScheduleTransformedModel Scheduler
+    SchedulerOutput SinkhornOTCoupling Solver TimePairSampler TimeSampler UniformTimeSampler VPScheduler
     __version__ adjoint_matching_coefficient ancestral_step auction_assignment categorical
-    drop_labels expand_tensor_like flow_matching_loss gradient karras_time_grid lean_adjoint
+    drop_labels expand_tensor_like flow_matching_loss generate_reflow_pairs gradient
+    karras_time_grid lean_adjoint
     memoryless_eta memoryless_sample sinkhorn_plan squared_euclidean_cost unsqueeze_to_match
     velocity_to_x1
 fm_core.adaptation:
     AdjointMatchingLoss adjoint_matching_coefficient ancestral_step lean_adjoint memoryless_eta
     memoryless_sample velocity_to_x1
 fm_core.coupling:
-    Coupling CouplingSample ExactOTCoupling SinkhornOTCoupling auction_assignment sinkhorn_plan
-    squared_euclidean_cost
+    Coupling CouplingSample ExactOTCoupling ReflowCoupling SinkhornOTCoupling auction_assignment
+    generate_reflow_pairs sinkhorn_plan squared_euclidean_cost
 fm_core.ext:
     BACKENDS REDUCTIONS check_backend check_batch_size check_choice check_finite check_floating
     check_log_density check_open_unit check_reduction check_same_device check_same_shape
