@@ -209,8 +209,7 @@ fm_core.path.scheduler:
     ScheduleTransformedModel Scheduler SchedulerOutput VPScheduler
 fm_core.solver:
     Dopri5 Euler EulerMaruyamaSolver ExactDivergence FixedStepMethod FlowMapSolver Heun2
-    HutchinsonDivergence METHODS Midpoint ODESolver RK4 Solver check_time_grid fixed_step_grid
-    get_method karras_time_grid resolve_time_grid
+    HutchinsonDivergence Midpoint ODESolver RK4 Solver karras_time_grid
 fm_core.testing:
     ContinuousProbPathTests ConvexSchedulerTests GaussianFlow GaussianFlowMap ProbPathTests
     ReversibleSolverTests SchedulerTests SolverTests compile_fullgraph fresh_dynamo run_torchrun
@@ -310,8 +309,8 @@ def test_every_public_subpackage_is_frozen(package):
 def test_internals_are_not_public():
     """Torch twins, samplers and checks live behind ``_`` modules or ``fm_core.ext`` only."""
     for module, names in FROZEN.items():
-        if module == "fm_core.ext" or module.startswith("fm_core.solver"):
-            continue  # fm_core.solver: the lead privatises METHODS / get_method / check_time_grid
+        if module == "fm_core.ext":
+            continue
         bad = [
             n
             for n in names
