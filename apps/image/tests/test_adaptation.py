@@ -88,7 +88,7 @@ def test_inpaint_writes_three_columns_and_npz(run_dir, tmp_path, capsys):
     assert data["originals"].shape == (5, 8, 8, 1) and data["labels"].dtype == np.int64
     png = np.asarray(Image.open(out))
     zoom = 4
-    assert png.shape == (5 * (8 * zoom + 1) + 1, 3 * (8 * zoom + 1) + 1)
+    assert png.shape == (8 * zoom + 2, 15 * (8 * zoom + 1) + 1)  # five triplets in a row
     # column 1 (masked): the hidden left half is grey, the right half the original's pixels
     tile = png[1 : 1 + 8 * zoom, 2 + 8 * zoom : 2 + 16 * zoom][::zoom, ::zoom]
     assert (tile[:, :4] == 128).all()

@@ -17,7 +17,7 @@ from torch import Tensor
 
 from fm_core import ODESolver
 from fm_core.guidance import PiGDMGuidedModel
-from fm_core.solver.registry import get_method
+from fm_core.solver._registry import get_method
 from fm_core.training import atomic_path
 
 __all__ = ["MASKS", "inpaint", "make_masks"]
@@ -69,7 +69,8 @@ def inpaint(
 ) -> dict[str, Any]:
     """Mask ``num`` held-out images, reconstruct them, write ``out`` (PNG) and ``out.npz``.
 
-    The PNG has one row per image: original | masked (hidden pixels grey) | reconstruction. The
+    The PNG holds one triplet per image, five per row: original | masked (hidden pixels grey) |
+    reconstruction. The
     ``.npz`` holds ``images`` (uint8 reconstructions ``[N, H, W, C]``, as ``sample`` writes),
     ``labels`` (the originals' classes), ``originals`` and ``masks`` (same layout).
 
@@ -125,7 +126,7 @@ def inpaint(
     recon, orig = run.flow.to_uint8(x).cpu(), run.flow.to_uint8(x1).cpu()
     masked = torch.where(m.cpu().bool(), orig, torch.full_like(orig, 128))
     rows = torch.stack([orig, masked, recon], dim=1).flatten(0, 1)
-    save_grid(rows, out, nrow=3)
+    save_grid(rows, out, nrow=3 * min(5, num))  # five triplets per row
     npz = out.with_suffix(".npz")
 
     def hwc(t: Tensor) -> np.ndarray:
