@@ -13,7 +13,10 @@ import math
 import geoopt
 import pytest
 import torch
+import torch.utils.checkpoint
+from torch import nn
 
+from fm_core.testing.ode import LikelihoodTests
 from fm_riemann import (
     Lorentz,
     PoincareBall,
@@ -201,3 +204,77 @@ def test_monte_carlo_on_the_ball_normalisation_and_mass_of_a_region():
     se = math.sqrt((inside * w).var() / n + frac * (1 - frac) / n)
     assert abs(mass - frac) < 4 * se, (mass, frac, se)
     assert abs(frac - 0.5) > 8 * se  # the flow did move mass into or out of R
+
+
+# ---------------------------------------------------------------- fm-core's shared likelihood suite
+# (closed form through sample(return_log_prob=True), the round trip through compute_likelihood,
+# Hutchinson against exact, and adjoint / checkpoint gradients equal to backprop), on each kind
+# of volume term (SPD's, slower through its eigendecompositions, is checked above and in
+# ManifoldTests). The models carry a parameter (a speed) for the gradient test.
+
+
+class _Speed(nn.Module):
+    def __init__(self, field, speed):
+        super().__init__()
+        self.field = field
+        self.speed = nn.Parameter(torch.tensor(speed, dtype=F64))
+
+    def forward(self, x, t):
+        return self.speed * self.field(x, t)
+
+
+class _Suite(LikelihoodTests):
+    def test_adjoint_gradients_equal_backprop(self, solver):
+        # gradient="checkpoint" recomputes through geoopt's TorchScript functions, which turn
+        # the checkpoint's early-stop signal into a RuntimeError; without early stop it works.
+        with torch.utils.checkpoint.set_checkpoint_early_stop(False):
+            super().test_adjoint_gradients_equal_backprop(solver)
+
+
+class _NoExactHutchinson(_Suite):
+    def test_log_prob_of_samples_matches_the_closed_form(self, solver):
+        # As the suite's, but log_prob with the exact divergence: its default (Hutchinson) is
+        # exact for the suite's rotation of S^2, not for a boost or a congruence.
+        x_0, log_p0, exact = self.likelihood_problem()
+        x_1, log_p1 = solver.sample(x_0, 0.02, return_log_prob=True, log_p0=log_p0, method="rk4")
+        torch.testing.assert_close(log_p1, exact(x_1), atol=self.atol, rtol=0)
+        _, back = solver.compute_likelihood(x_1, log_p0, 0.02, "rk4", exact_divergence=True)
+        torch.testing.assert_close(back, log_p1, atol=self.atol, rtol=0)
+        got = solver.log_prob(x_1, log_p0, 0.02, "rk4", divergence="exact")
+        torch.testing.assert_close(got, back)
+
+
+class TestPoincareBallLikelihood(_Suite):
+    """A Möbius translation carries the wrapped normal at 0 to the one at the moved centre."""
+
+    m = PoincareBall().double()
+    e = torch.tensor([0.6, 0.0, -0.8], dtype=F64)
+
+    @pytest.fixture
+    def solver(self):
+        return RiemannianODESolver(self.m, _Speed(gyro_field(self.m.k.item(), self.e, 1.0), 0.8))
+
+    def likelihood_problem(self):
+        m, k = self.m, self.m.k.item()
+        o = torch.zeros(3, dtype=F64)
+        a = gyro_shift(k, 0.8) * self.e
+        wn = lambda c: lambda x: log_wrapped_normal(m.dist(c.expand_as(x), x), 3, 0.5, -k)
+        return near_origin(m, 6), wn(o), wn(a)
+
+
+class TestLorentzLikelihood(_NoExactHutchinson):
+    """A boost with a rotation carries the wrapped normal to the one at the moved centre."""
+
+    m = Lorentz(k=2.0).double()
+    gen = torch.tensor([[0, 0.7, 0, 0], [0.7, 0, 0, 0], [0, 0, 0, -1.1], [0, 0, 1.1, 0]], dtype=F64)
+
+    @pytest.fixture
+    def solver(self):
+        return RiemannianODESolver(self.m, _Speed(lambda x, t: x @ self.gen.T, 1.0))
+
+    def likelihood_problem(self):
+        m = self.m
+        o = torch.tensor([math.sqrt(2.0), 0, 0, 0], dtype=F64)
+        wn = lambda c: lambda x: log_wrapped_normal(m.dist(c.expand_as(x), x), 3, 0.6, 0.5)
+        x_0 = random_points(m, 6, generator=torch.Generator().manual_seed(1))
+        return x_0, wn(o), wn(torch.linalg.matrix_exp(self.gen) @ o)
