@@ -136,6 +136,13 @@ def _objective_args(p: argparse.ArgumentParser) -> None:
         default=d.mf_cfg_scale,
         help="flow-map objectives: guidance scale w folded into training (1-step guided samples)",
     )
+    a(
+        "--mf-time",
+        default=d.mf_time,
+        choices=("meanflow", "uniform"),
+        help="flow-map objectives: time pairs from MeanFlow's logit-normal(-0.4, 1) or uniform "
+        "(more long jumps)",
+    )
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:

@@ -78,6 +78,7 @@ class TrainConfig:
     objective: str = "fm"
     mf_equal_fraction: float = 0.5
     mf_cfg_scale: float = 0.3
+    mf_time: str = "meanflow"
     seed: int = 0
     bf16: bool = True
     compile: bool = False
@@ -180,6 +181,10 @@ class TrainConfig:
         _need(
             0 <= self.mf_equal_fraction <= 1,
             f"--mf-equal-fraction must lie in [0, 1], got {self.mf_equal_fraction}",
+        )
+        _need(
+            self.mf_time in ("meanflow", "uniform"),
+            f"--mf-time must be meanflow or uniform; got {self.mf_time!r}",
         )
 
     def _check_run(self) -> None:

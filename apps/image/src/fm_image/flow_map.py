@@ -12,7 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from fm_core import CFGScaledModel, FlowMapSolver, MeanFlowLoss, TimePairSampler
+from fm_core import (
+    CFGScaledModel,
+    FlowMapSolver,
+    MeanFlowLoss,
+    TimePairSampler,
+    UniformTimeSampler,
+)
 from fm_image.config import TrainConfig
 from fm_image.flows import ContinuousFlow, StepSlice, _drop, _labels_for_model
 
@@ -40,7 +46,10 @@ class FlowMapObjective(ContinuousFlow):
         self, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, levels: int = 256
     ) -> None:
         super().__init__(cfg, shape, num_classes, levels)
-        self.pairs = TimePairSampler.from_meanflow(*MEANFLOW_TIME, cfg.mf_equal_fraction)
+        if getattr(cfg, "mf_time", "meanflow") == "uniform":
+            self.pairs = TimePairSampler(UniformTimeSampler(), equal_fraction=cfg.mf_equal_fraction)
+        else:
+            self.pairs = TimePairSampler.from_meanflow(*MEANFLOW_TIME, cfg.mf_equal_fraction)
         self.loss_fn = MeanFlowLoss(
             self.path,
             variant=cfg.objective,
