@@ -9,24 +9,36 @@ from importlib.metadata import version as _version
 
 from fm_discrete.loss import (
     ELBOResult,
+    MetricPathGeneralizedKL,
     MixturePathCrossEntropy,
     MixturePathELBO,
     MixturePathGeneralizedKL,
 )
-from fm_discrete.path import DiscretePathSample, MixtureDiscreteProbPath, posterior_to_velocity
+from fm_discrete.path import (
+    BetaSchedule,
+    DiscretePathSample,
+    MetricDiscreteProbPath,
+    MixtureDiscreteProbPath,
+    PolynomialBetaSchedule,
+    posterior_to_velocity,
+)
 from fm_discrete.solver import MixtureDiscreteEulerSolver
 from fm_discrete.source import mask_like, mask_source_p, sample_source, uniform_source_p
 
 __version__ = _version("fm-discrete")
 
 __all__ = [
+    "BetaSchedule",
     "DiscretePathSample",
     "ELBOResult",
+    "MetricDiscreteProbPath",
+    "MetricPathGeneralizedKL",
     "MixtureDiscreteEulerSolver",
     "MixtureDiscreteProbPath",
     "MixturePathCrossEntropy",
     "MixturePathELBO",
     "MixturePathGeneralizedKL",
+    "PolynomialBetaSchedule",
     "__version__",
     "mask_like",
     "mask_source_p",

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from fm_discrete.path.mixture import MixtureDiscreteProbPath
 
-__all__ = ["ExactFactorisedPosterior"]
+__all__ = ["ExactFactorisedPosterior", "ExactJointPosterior", "mixture_conditional"]
 
 
 class ExactFactorisedPosterior(nn.Module):
@@ -47,3 +47,62 @@ class ExactFactorisedPosterior(nn.Module):
         total = w.sum(-1, keepdim=True)
         p = torch.where(total > 0, w / total.clamp_min(1e-12), onehot)
         return p.log().float() if self.output == "logits" else p.float()
+
+
+class ExactJointPosterior(nn.Module):
+    r"""The exact per-position posterior of any target over an enumerable set of sequences.
+
+    For a target $q$ over the rows of ``states`` (``[S, L]``) and a path whose conditional
+    $p_t(x^i \mid x_1^i)$ factorises over positions,
+
+    $$p(x_1^i = a \mid x_t) \propto \sum_{s:\, s^i = a} q(s) \prod_j p_t(x_t^j \mid s^j),$$
+
+    by brute force over the $S$ states (small $V$ and $L$ only). Its CTMC reproduces $q$ exactly
+    in continuous time, correlations between positions included.
+
+    Args:
+        q: target probabilities ``[S]``.
+        states: the sequences ``[S, L]``.
+        conditional: ``(x_1 [S, L], t [S]) -> [S, L, V]``, the path's $p_t(\cdot \mid x_1)$
+            (e.g. ``MetricDiscreteProbPath.probabilities``, or ``mixture_conditional``).
+        vocabulary_size: $V$.
+        output: ``"probs"`` or ``"logits"``.
+    """
+
+    def __init__(
+        self, q: Tensor, states: Tensor, conditional, vocabulary_size: int, output="probs"
+    ):
+        super().__init__()
+        self.q, self.states, self.conditional = q.double(), states, conditional
+        self.vocabulary_size, self.output = vocabulary_size, output
+
+    def forward(self, x: Tensor, t: Tensor, **extras) -> Tensor:
+        n_states, length = self.states.shape
+        vocab = self.vocabulary_size
+        # Every sequence x_t could be is one of V^L: compute each posterior once, then index.
+        every = torch.cartesian_prod(*[torch.arange(vocab)] * length).reshape(-1, length)
+        code = (x * vocab ** torch.arange(length - 1, -1, -1)).sum(-1)
+        onehot = torch.nn.functional.one_hot(self.states, vocab).double()
+        out = torch.empty(x.shape[0], length, vocab, dtype=torch.float64)
+        for b_t in t.double().unique():
+            rows = (t.double() == b_t).nonzero().squeeze(-1)
+            cond = self.conditional(self.states, b_t.expand(n_states))  # [S, L, V]
+            lik = torch.ones(every.shape[0], n_states, dtype=torch.float64)
+            for j in range(length):
+                lik = lik * cond[:, j, :].T[every[:, j]]  # [V^L, S]: p_t(x^j | s^j)
+            post = torch.einsum("ns,slv->nlv", lik * self.q, onehot)
+            total = post.sum(-1, keepdim=True)
+            post = torch.where(total > 0, post / total.clamp_min(1e-300), 1.0 / vocab)
+            out[rows] = post[code[rows]]
+        return out.log().float() if self.output == "logits" else out.float()
+
+
+def mixture_conditional(path: MixtureDiscreteProbPath, p0: Tensor):
+    r"""$p_t(\cdot \mid x_1) = \kappa_t \delta_{x_1} + (1 - \kappa_t) p_0$ as a ``conditional`` for ``ExactJointPosterior``."""
+
+    def conditional(x_1: Tensor, t: Tensor) -> Tensor:
+        k = path.scheduler(t.double()).alpha_t.reshape(-1, 1, 1)
+        onehot = torch.nn.functional.one_hot(x_1, p0.numel()).double()
+        return k * onehot + (1 - k) * p0.double()
+
+    return conditional

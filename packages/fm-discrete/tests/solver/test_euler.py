@@ -33,6 +33,29 @@ class TestMixtureDiscreteEulerSolverShared(SolverTests):
     def sample_kwargs(self):  # the same draws on every call
         return {"generator": torch.Generator().manual_seed(0)}
 
+    def test_end_state_shape_and_dtype(self, solver):
+        """Replaces the shared float32/float64 cases (token ids have no float dtype to vary, and
+        ``isfinite`` of an integer tensor is always true): every mask is resolved at t = 1."""
+        x = self.make_x_init(64, torch.float32)
+        out = self.sample(solver, x, None, step_size=0.25)
+        assert out.shape == x.shape and out.dtype == torch.long
+        assert ((out >= 0) & (out < DATA)).all()  # no mask left, only data ids
+
+    def test_source_on_another_device_is_a_clear_error(self):
+        path = MixtureDiscreteProbPath(CondOTScheduler())
+        p0 = mask_source_p(VOCAB, MASK).to("meta")
+        solver = MixtureDiscreteEulerSolver(lambda x, t: None, path, VOCAB, p0)
+        with pytest.raises(ValueError, match="source_distribution_p is on meta"):
+            solver.sample(torch.full((2, LENGTH), MASK), 0.5)
+
+    def test_model_output_on_another_device_is_a_clear_error(self):
+        path = MixtureDiscreteProbPath(CondOTScheduler())
+        solver = MixtureDiscreteEulerSolver(
+            lambda x, t: torch.zeros(*x.shape, VOCAB, device="meta"), path, VOCAB, mask_token=MASK
+        )
+        with pytest.raises(ValueError, match="model output is on meta"):
+            solver.sample(torch.full((2, LENGTH), MASK), 0.5)
+
     def test_guidance_counts_two_calls_per_step(self, solver):
         x = self.make_x_init(2, torch.float32)
         solver.sample(x, 0.25, guidance_scale=1.0, unconditional_model_extras={})

@@ -3,9 +3,11 @@
 from fm_discrete.loss.cross_entropy import MixturePathCrossEntropy
 from fm_discrete.loss.elbo import ELBOResult, MixturePathELBO
 from fm_discrete.loss.generalized_kl import MixturePathGeneralizedKL
+from fm_discrete.loss.metric_kl import MetricPathGeneralizedKL
 
 __all__ = [
     "ELBOResult",
+    "MetricPathGeneralizedKL",
     "MixturePathCrossEntropy",
     "MixturePathELBO",
     "MixturePathGeneralizedKL",

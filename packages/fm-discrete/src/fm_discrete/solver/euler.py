@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -18,13 +19,32 @@ from fm_discrete._checks import (
     check_tokens,
     check_vocabulary_size,
 )
+from fm_discrete.path.metric import MetricDiscreteProbPath
 from fm_discrete.path.mixture import MixtureDiscreteProbPath
 from fm_discrete.solver.guidance import guided_scores
-from fm_discrete.solver.step import mixture_euler_step_torch
+from fm_discrete.solver.step import gumbel_argmax, mixture_euler_step_torch
 
 __all__ = ["MixtureDiscreteEulerSolver"]
 
 _MODEL_OUTPUTS = ("probs", "logits")
+
+
+@dataclass
+class _Plan:
+    """What ``sample`` checked and laid out before its first step."""
+
+    times: list[float]
+    kappa: list[float] | None
+    index: list[int]
+    div_free: float | Callable[[float], float]
+    p0: Tensor | None
+    cdf: Tensor | None
+    frozen: Tensor | None
+    kernels: object
+    dtype: torch.dtype
+    generator: torch.Generator | None
+    batch: int
+    device: torch.device
 
 
 class MixtureDiscreteEulerSolver(Solver):
@@ -46,6 +66,9 @@ class MixtureDiscreteEulerSolver(Solver):
     - ``mask_token``: masked-source fast path; positions no longer masked are decided and skipped.
     - ``div_free`` > 0: the divergence-free corrector (with a mask source: re-masking).
     - ``guidance_scale``: classifier-free guidance in rate space (see ``guided_scores``).
+    - Metric paths (``MetricDiscreteProbPath``): each step draws $y \sim p_{1|t}$ and jumps with
+      probability $1 - e^{-h\lambda}$ along the kinetic-optimal rates toward $y$ (``_metric_step``);
+      guidance builds the marginal rates in full ($O(V^2)$ per position).
     - ``backend``: ``fm_kernels.mixture_euler_step`` on CUDA when available and it keeps the
       solver's guarantees: with ``"auto"`` only for ``dtype_categorical=torch.float32`` and no
       ``generator`` (the kernel draws in float32 from its own seed); float64, the default, uses
@@ -56,9 +79,10 @@ class MixtureDiscreteEulerSolver(Solver):
 
     Args:
         model: posterior model called as ``model(x=x_t, t=t, **extras)`` -> ``[*x_t.shape, V]``.
-        path: the ``MixtureDiscreteProbPath`` the model was trained on.
+        path: the ``MixtureDiscreteProbPath`` or ``MetricDiscreteProbPath`` the model was trained on.
         vocabulary_size: $V$, mask included.
-        source_distribution_p: $p_0$, shape ``[V]``, summing to one; needed for ``div_free`` and ``infill``.
+        source_distribution_p: $p_0$, shape ``[V]``, summing to one, on the device of the tokens
+            ``sample`` gets; needed for ``div_free`` and ``infill`` (a metric path's is uniform).
         mask_token: the mask id of a mask source; turns on the fast path.
         model_output: ``"probs"`` (default) or ``"logits"``.
         backend: ``"auto"``, ``"torch"`` or ``"triton"``.
@@ -89,11 +113,22 @@ class MixtureDiscreteEulerSolver(Solver):
             raise TypeError(
                 f"model must be callable as model(x=..., t=...), got {type(model).__name__}"
             )
-        if not isinstance(path, MixtureDiscreteProbPath):
-            raise TypeError(f"path must be a MixtureDiscreteProbPath, got {type(path).__name__}")
+        if not isinstance(path, (MixtureDiscreteProbPath, MetricDiscreteProbPath)):
+            raise TypeError(
+                "path must be a MixtureDiscreteProbPath or a MetricDiscreteProbPath, "
+                f"got {type(path).__name__}"
+            )
         self.model = model
         self.path = path
         self.vocabulary_size = check_vocabulary_size(vocabulary_size)
+        if isinstance(path, MetricDiscreteProbPath):
+            if vocabulary_size != path.vocabulary_size:
+                raise ValueError(
+                    f"vocabulary_size must equal the metric path's V = {path.vocabulary_size}, "
+                    f"got {vocabulary_size}"
+                )
+            if mask_token is not None:
+                raise ValueError("mask_token: a metric path has a uniform source, not a mask")
         if source_distribution_p is not None:
             check_probabilities(source_distribution_p, "source_distribution_p")
             if source_distribution_p.shape != (vocabulary_size,):
@@ -125,7 +160,20 @@ class MixtureDiscreteEulerSolver(Solver):
 
     def _source_p(self, device: torch.device) -> Tensor | None:
         if self.source_distribution_p is not None:
-            return self.source_distribution_p.to(device=device, dtype=torch.float64)
+            if self.source_distribution_p.device != device:
+                raise ValueError(
+                    f"source_distribution_p is on {self.source_distribution_p.device} but the tokens "
+                    f"are on {device}: build the solver with source_distribution_p on the tokens' "
+                    "device"
+                )
+            return self.source_distribution_p.to(dtype=torch.float64)
+        if isinstance(self.path, MetricDiscreteProbPath):
+            return torch.full(
+                (self.vocabulary_size,),
+                1.0 / self.vocabulary_size,
+                dtype=torch.float64,
+                device=device,
+            )
         if self.mask_token is not None:
             p = torch.zeros(self.vocabulary_size, dtype=torch.float64, device=device)
             p[self.mask_token] = 1.0
@@ -137,6 +185,11 @@ class MixtureDiscreteEulerSolver(Solver):
         self.last_nfe += 1
         if first:
             check_tensor(out, name)
+            if out.device != x.device:
+                raise ValueError(
+                    f"{name} is on {out.device} but x_init is on {x.device}: the model must "
+                    "return its output on the tokens' device"
+                )
             if out.shape != (*x.shape, self.vocabulary_size):
                 raise ValueError(
                     f"{name} must have shape [*x_init.shape, vocabulary_size] = "
@@ -165,6 +218,10 @@ class MixtureDiscreteEulerSolver(Solver):
             raise TypeError(
                 f"dtype_categorical must be a floating torch.dtype, got {dtype_categorical!r}"
             )
+        if isinstance(self.path, MetricDiscreteProbPath):
+            if self.backend == "triton":
+                raise ValueError("backend='triton' has no metric-path step; use 'auto' or 'torch'")
+            return None
         keeps = generator is None and dtype_categorical == torch.float32
         if self.backend == "auto" and not keeps:
             return None
@@ -204,7 +261,8 @@ class MixtureDiscreteEulerSolver(Solver):
             step_size: the largest step; ``None`` steps exactly on ``time_grid``.
             div_free: corrector coefficient $c \ge 0$ (or a function of $t$): adds
                 $c\,\frac{\dot\kappa_t}{\kappa_t(1-\kappa_t)}\big((1-\kappa_t)p_0 + \kappa_t\delta_{X_1}\big)$
-                to the rates (the reference's divergence-free term). Needs a source distribution.
+                to the rates (the reference's divergence-free term). Needs a source distribution
+                (mixture paths only).
             dtype_categorical: precision of the Gumbel-max draws (float64 by default). The fused
                 kernel (``backend``) runs only with ``torch.float32`` and no ``generator``.
             time_grid: increasing times in $[0, 1]$; intermediates are returned at these times.
@@ -220,6 +278,50 @@ class MixtureDiscreteEulerSolver(Solver):
         Returns:
             Long tensor of the shape of ``x_init`` (or stacked intermediates).
         """
+        plan = self._plan(
+            x_init,
+            step_size,
+            div_free,
+            dtype_categorical,
+            time_grid,
+            fixed_mask,
+            guidance_scale,
+            unconditional_model_extras,
+            generator,
+        )
+        x = x_init.clone()
+        flat = x.view(-1)
+        self.last_nfe = 0
+        saved = [x.clone()] if return_intermediates else []
+        with _progress(len(plan.times) - 1) if verbose else nullcontext() as progress:
+            for i in range(len(plan.times) - 1):
+                scores, are_logits, rate_factor = self._scores(
+                    x, plan, i, model_extras, unconditional_model_extras, guidance_scale
+                )
+                if isinstance(self.path, MetricDiscreteProbPath):
+                    new = self._metric_step(plan, i, flat, scores, are_logits, guidance_scale)
+                else:
+                    new = self._mixture_step(plan, i, flat, scores, are_logits, rate_factor)
+                flat.copy_(new)
+                if return_intermediates and (i + 1) in plan.index:
+                    saved.append(x.clone())
+                if progress is not None:
+                    progress.update(1)
+        return torch.stack(saved) if return_intermediates else x
+
+    def _plan(
+        self,
+        x_init,
+        step_size,
+        div_free,
+        dtype_categorical,
+        time_grid,
+        fixed_mask,
+        guidance_scale,
+        unconditional_model_extras,
+        generator,
+    ) -> _Plan:
+        """Check the arguments of ``sample`` (before any work) and lay out the time steps."""
         check_tokens(x_init, "x_init", self.vocabulary_size)
         check_batch_size(x_init, "x_init")
         device = x_init.device
@@ -237,8 +339,11 @@ class MixtureDiscreteEulerSolver(Solver):
             raise ValueError(
                 f"div_free must be a non-negative number or a function of t, got {div_free!r}"
             )
+        corrected = callable(div_free) or div_free != 0
+        if corrected and isinstance(self.path, MetricDiscreteProbPath):
+            raise ValueError("div_free: the corrector is defined for mixture paths only; pass 0")
         p0 = self._source_p(device)
-        if (callable(div_free) or div_free != 0) and p0 is None:
+        if corrected and p0 is None:
             raise ValueError(
                 "div_free != 0 needs source_distribution_p (or mask_token) on the solver"
             )
@@ -256,73 +361,115 @@ class MixtureDiscreteEulerSolver(Solver):
                 "time_grid must be increasing: the discrete sampler runs forward in time"
             )
         steps, index = fixed_step_grid(grid, step_size)
-        times = steps.tolist()
-        kappa = self.path.scheduler(steps).alpha_t.tolist()
+        kappa = (
+            self.path.scheduler(steps).alpha_t.tolist()
+            if isinstance(self.path, MixtureDiscreteProbPath)
+            else None
+        )
+        return _Plan(
+            times=steps.tolist(),
+            kappa=kappa,
+            index=index,
+            div_free=div_free,
+            p0=p0,
+            cdf=p0.cumsum(0) if p0 is not None else None,
+            frozen=fixed_mask.reshape(-1) if fixed_mask is not None else None,
+            kernels=kernels,
+            dtype=dtype_categorical,
+            generator=generator,
+            batch=x_init.shape[0],
+            device=device,
+        )
 
-        x = x_init.clone()
-        flat = x.view(-1)
-        self.last_nfe = 0
-        batch = x.shape[0]
-        frozen = fixed_mask.reshape(-1) if fixed_mask is not None else None
-        cdf = p0.cumsum(0) if p0 is not None else None
-        saved = [x.clone()] if return_intermediates else []
-        bar = _progress(len(times) - 1) if verbose else nullcontext()
-        with bar as progress:
-            for i in range(len(times) - 1):
-                t, k, k_next = times[i], kappa[i], kappa[i + 1]
-                c = float(div_free(t) if callable(div_free) else div_free)
-                a = 1.0 if k >= 1.0 else min(max((k_next - k) / (1.0 - k), 0.0), 1.0)
-                t_vec = torch.full((batch,), t, device=device)
-                scores = self._posterior(x, t_vec, model_extras, i == 0, "model output")
-                scores_are_logits = self.model_output == "logits"
-                rate_factor = None
-                if guidance_scale != 0:
-                    uncond = self._posterior(
-                        x, t_vec, unconditional_model_extras, i == 0, "unconditional model output"
-                    )
-                    scores, rate_factor = guided_scores(
-                        self._as_probs(scores), self._as_probs(uncond), flat, guidance_scale
-                    )
-                    scores_are_logits = False
-                # Corrector first (a Lie splitting), so that the x_1-jump, which has probability 1
-                # on a step ending at t = 1, comes last and nothing is left re-noised at the end.
-                state = flat
-                if c != 0 and k > 0:
-                    state = _corrector_jump(flat, frozen, p0, cdf, c, k, k_next, generator)
-                # Exact survival of the (1 + c)-scaled x_1-rate over the step; = a when c = 0.
-                p_jump = a if c == 0 else 1.0 - (1.0 - a) ** (1.0 + c)
-                jump = torch.full(flat.shape, p_jump, dtype=torch.float64, device=device)
-                if rate_factor is not None:
-                    jump = 1.0 - (1.0 - jump).pow(rate_factor.double())
-                if self.mask_token is not None:
-                    jump = jump.masked_fill_(state != self.mask_token, 0.0)
-                if frozen is not None:
-                    jump = jump.masked_fill_(frozen, 0.0)
-                if kernels is not None:
-                    seed = int(torch.randint(0, 2**62, (1,)).item())  # CPU RNG: no device sync
-                    new = kernels.mixture_euler_step(
-                        scores,
-                        state,
-                        jump.float(),
-                        seed=seed,
-                        scores_are_logits=scores_are_logits,
-                        backend="triton",
-                    )
-                else:
-                    new = mixture_euler_step_torch(
-                        scores,
-                        state,
-                        jump,
-                        generator=generator,
-                        scores_are_logits=scores_are_logits,
-                        dtype=dtype_categorical,
-                    )
-                flat.copy_(new)
-                if return_intermediates and (i + 1) in index:
-                    saved.append(x.clone())
-                if progress is not None:
-                    progress.update(1)
-        return torch.stack(saved) if return_intermediates else x
+    def _scores(self, x, plan, i, extras, uncond_extras, guidance_scale):
+        """Posterior scores ``[N, V]`` at step ``i``, whether they are logits, and the guided rate factor."""
+        t_vec = torch.full((plan.batch,), plan.times[i], device=plan.device)
+        scores = self._posterior(x, t_vec, extras, i == 0, "model output")
+        if guidance_scale == 0:
+            return scores, self.model_output == "logits", None
+        uncond = self._posterior(x, t_vec, uncond_extras, i == 0, "unconditional model output")
+        if isinstance(self.path, MetricDiscreteProbPath):
+            # The metric rates are linear in the posterior: guide the posterior, clip the rates.
+            p_c, p_u = self._as_probs(scores), self._as_probs(uncond)
+            return torch.mul(p_c, 1.0 + guidance_scale).sub_(p_u, alpha=guidance_scale), False, None
+        q, rate_factor = guided_scores(
+            self._as_probs(scores), self._as_probs(uncond), x.view(-1), guidance_scale
+        )
+        return q, False, rate_factor
+
+    def _mixture_step(self, plan, i, flat, scores, are_logits, rate_factor) -> Tensor:
+        """One step of the mixture path: corrector jump, then the jump to a posterior draw."""
+        t, k, k_next = plan.times[i], plan.kappa[i], plan.kappa[i + 1]
+        c = float(plan.div_free(t) if callable(plan.div_free) else plan.div_free)
+        a = 1.0 if k >= 1.0 else min(max((k_next - k) / (1.0 - k), 0.0), 1.0)
+        # Corrector first (a Lie splitting), so that the x_1-jump, which has probability 1
+        # on a step ending at t = 1, comes last and nothing is left re-noised at the end.
+        state = flat
+        if c != 0 and k > 0:
+            state = _corrector_jump(
+                flat, plan.frozen, plan.p0, plan.cdf, c, k, k_next, plan.generator
+            )
+        # Exact survival of the (1 + c)-scaled x_1-rate over the step; = a when c = 0.
+        p_jump = a if c == 0 else 1.0 - (1.0 - a) ** (1.0 + c)
+        jump = torch.full(flat.shape, p_jump, dtype=torch.float64, device=flat.device)
+        if rate_factor is not None:
+            jump = 1.0 - (1.0 - jump).pow(rate_factor.double())
+        if self.mask_token is not None:
+            jump = jump.masked_fill_(state != self.mask_token, 0.0)
+        if plan.frozen is not None:
+            jump = jump.masked_fill_(plan.frozen, 0.0)
+        if plan.kernels is not None:
+            seed = int(torch.randint(0, 2**62, (1,)).item())  # CPU RNG: no device sync
+            return plan.kernels.mixture_euler_step(
+                scores,
+                state,
+                jump.float(),
+                seed=seed,
+                scores_are_logits=are_logits,
+                backend="triton",
+            )
+        return mixture_euler_step_torch(
+            scores,
+            state,
+            jump,
+            generator=plan.generator,
+            scores_are_logits=are_logits,
+            dtype=plan.dtype,
+        )
+
+    def _metric_step(self, plan, i, flat, scores, are_logits, guidance_scale) -> Tensor:
+        r"""One step of a metric path: rates toward a posterior draw $y$ (or the guided marginal rates).
+
+        Unguided, $y \sim p_{1|t}$ is drawn first and the state jumps with probability
+        $1 - e^{-h\lambda}$ to $x \propto u_t(x, z \mid y)$ ($\lambda$ the total rate): the
+        expected rate is the marginal one. Guided, the marginal rates of the guided posterior are
+        built in full ($O(V^2)$ per position) and clipped at zero. A step that ends at $t = 1$
+        lands on the posterior draw ($\beta_1 = \infty$).
+        """
+        t, t_next = plan.times[i], plan.times[i + 1]
+        kw = dict(dtype=plan.dtype, generator=plan.generator)
+        guided = guidance_scale != 0
+        if guided or t_next >= 1.0:
+            weights = scores.clamp_min(0.0) if guided else scores
+            y = gumbel_argmax(weights, scores_are_logits=are_logits and not guided, **kw)
+        if t_next >= 1.0:
+            new = y
+        else:
+            t_cpu = torch.tensor(t, dtype=torch.float64)
+            if guided:
+                rates = self.path.posterior_probs_to_velocity(
+                    scores.unsqueeze(0), flat.unsqueeze(0), t_cpu.to(flat.device)
+                )[0].double()
+            else:
+                y = gumbel_argmax(scores, scores_are_logits=are_logits, **kw)
+                rates = self.path.conditional_velocity(flat, y, t_cpu.to(flat.device))
+            rates = rates.scatter(-1, flat.unsqueeze(-1), 0.0).clamp_min_(0.0)
+            total = rates.sum(-1)
+            jump = -torch.expm1(-(t_next - t) * total)
+            new = mixture_euler_step_torch(rates, flat, jump, scores_are_logits=False, **kw)
+        if plan.frozen is not None:
+            new = torch.where(plan.frozen, flat, new)
+        return new
 
     @torch.no_grad()
     def infill(
