@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
+from fm_core.testing import compile_fullgraph
 from fm_riemann import Lorentz, PoincareBall, Sphere, Stereographic, SymmetricPositiveDefinite
 from fm_riemann._volume_reference import (
     log_volume_density,
@@ -226,3 +227,18 @@ def test_the_laplacian_of_half_the_squared_distance(manifold, origin, curvature)
 def test_manifolds_without_a_volume_are_refused(manifold, match):
     with pytest.raises(TypeError, match=match):
         volume_of(manifold)
+
+
+@pytest.mark.parametrize("name", ["poincare", "lorentz", "spd", "lorentz_x_spd_x_torus"])
+def test_projection_and_volume_term_compile_without_graph_breaks(name):
+    # They run in every step of a likelihood solve: fullgraph, same values as eager.
+    torch._dynamo.reset()
+    m, x = _points(name, batch=4)
+    vol = volume_of(m)
+    u = torch.randn(x.shape, dtype=x.dtype, generator=torch.Generator().manual_seed(0))
+
+    def step(x, u):
+        return vol.project(x, u), vol.correction(x, u)
+
+    for got, want in zip(compile_fullgraph(step)(x, u), step(x, u)):
+        torch.testing.assert_close(got, want)
