@@ -58,7 +58,7 @@ def lean_adjoint(
     $e^{2hJ^\top}$: $w_k = w_{k+1} + 2h J^\top w_{k+1} + 2h^2 J^\top J^\top w_{k+1}$ (one forward,
     two vector-Jacobian products; no parameter gradients are accumulated). The paper's explicit
     step $w_k = w_{k+1} + 2h\nabla_x v(X_k, t_k)^\top w_{k+1}$ is first order: on the Gaussian test
-    (``tests/adaptation``, 20 steps) it left the fine-tuned mean 0.058 off, this one 0.009.
+    (``tests/adaptation``, 20 steps) it is 9.4e-2 off the closed-form adjoint, this one 2.0e-4.
 
     Args:
         base_velocity: the frozen base model, ``(x=..., t=..., **extras) -> velocity``.
