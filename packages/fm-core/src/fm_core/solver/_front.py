@@ -15,6 +15,7 @@ from torch import Tensor
 
 from fm_core.solver._adjoint import adjoint_params
 from fm_core.solver._moves import Move, euclidean_move
+from fm_core.solver._registry import get_method
 from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
 from fm_core.solver.integrate import (
     GRADIENTS,
@@ -23,7 +24,6 @@ from fm_core.solver.integrate import (
     integrate,
     time_dtype,
 )
-from fm_core.solver._registry import get_method
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import resolve_time_grid
 from fm_core.utils.checks import check_batch_size, check_floating, check_log_density

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
 from fm_core.solver._moves import Move, euclidean_move
 from fm_core.solver._state import State, lincomb
@@ -157,6 +157,7 @@ def _dopri_step(f, move: Move, t: Tensor, h_t: Tensor, h: float, y: State, k1: S
 
 def _checkpointed(step):
     def run(f, move, t, h_t, h, y, k1):
-        return checkpoint(step, f, move, t, h_t, h, y, k1, use_reentrant=False)
+        with set_checkpoint_early_stop(False):  # see fm_core.solver.integrate.checkpointed_step
+            return checkpoint(step, f, move, t, h_t, h, y, k1, use_reentrant=False)
 
     return run

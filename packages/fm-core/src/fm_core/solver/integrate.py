@@ -19,14 +19,14 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
 from fm_core.solver._moves import Move, euclidean_move
 from fm_core.solver._progress import step_progress
+from fm_core.solver._registry import TorchdiffeqMethod
 from fm_core.solver._state import State
 from fm_core.solver.dopri5 import Dopri5
 from fm_core.solver.fixed_step import FixedStepMethod
-from fm_core.solver._registry import TorchdiffeqMethod
 from fm_core.solver.time_grid import fixed_step_grid
 from fm_core.utils.checks import check_finite
 
@@ -168,7 +168,7 @@ def integrate(
     bar = step_progress(len(coefficients), enabled=verbose)
     for i, c in enumerate(coefficients):
         if use_checkpoint:
-            y = checkpoint(method.step, f, y, c, move, use_reentrant=False)
+            y = checkpointed_step(method.step, f, y, c, move)
         else:
             y = method.step(f, y, c, move)
         if i + 1 in keep:
@@ -178,6 +178,17 @@ def integrate(
     if bar is not None:
         bar.close()
     return out
+
+
+def checkpointed_step(step, *args):
+    """``step(*args)`` under non-reentrant checkpointing, recomputed whole in backward.
+
+    Early stopping of the recomputation is off: TorchScript functions in a model or a manifold
+    (geoopt's PoincareBall, Lorentz and SPD maps) swallow the signal that stops it early and
+    fail with an empty ``RuntimeError``; recomputing a whole step costs at most the step's tail.
+    """
+    with set_checkpoint_early_stop(False):
+        return checkpoint(step, *args, use_reentrant=False)
 
 
 def _torchdiffeq(f, y0, time_grid, method, step_size, atol, rtol) -> list[State]:
