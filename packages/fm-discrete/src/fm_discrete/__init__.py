@@ -22,7 +22,7 @@ from fm_discrete.path import (
     PolynomialBetaSchedule,
     posterior_to_velocity,
 )
-from fm_discrete.solver import MixtureDiscreteEulerSolver
+from fm_discrete.solver import MaskedDiffusionSampler, MixtureDiscreteEulerSolver
 from fm_discrete.source import mask_like, mask_source_p, sample_source, uniform_source_p
 
 __version__ = _version("fm-discrete")
@@ -31,6 +31,7 @@ __all__ = [
     "BetaSchedule",
     "DiscretePathSample",
     "ELBOResult",
+    "MaskedDiffusionSampler",
     "MetricDiscreteProbPath",
     "MetricPathGeneralizedKL",
     "MixtureDiscreteEulerSolver",

@@ -1,0 +1,181 @@
+"""Masked-model samplers: exact ones reproduce an enumerable joint target; the others' bias is known."""
+
+import itertools
+
+import pytest
+import torch
+
+from fm_core.path.scheduler.convex import CondOTScheduler
+from fm_discrete import MaskedDiffusionSampler, MixtureDiscreteProbPath, mask_source_p
+from fm_discrete.testing import ExactJointPosterior, mixture_conditional
+
+D, L = 3, 2  # data tokens, positions
+MASK, V = D, D + 1
+STATES = torch.tensor(list(itertools.product(range(D), repeat=L)))
+CODE = torch.tensor([D, 1])
+N = 30_000
+
+
+def _joint():
+    g = torch.Generator().manual_seed(7)
+    q = torch.rand(D**L, generator=g, dtype=torch.float64) ** 3
+    return q / q.sum()
+
+
+def _model(q, output="logits"):
+    path = MixtureDiscreteProbPath(CondOTScheduler())
+    exact = ExactJointPosterior(
+        q, STATES, mixture_conditional(path, mask_source_p(V, MASK)), V, output
+    )
+    # A mask source's posterior does not depend on t (kappa cancels): one time for every row,
+    # so the brute force runs once per call whatever times first_hitting passes.
+    return lambda x, t: exact(x, torch.full_like(t, 0.5))
+
+
+def _freq(x):
+    return torch.bincount((x * CODE).sum(-1), minlength=D**L).double() / x.shape[0]
+
+
+def _tv(x, q):
+    return float(0.5 * (_freq(x) - q).abs().sum())
+
+
+@pytest.mark.parametrize(("method", "steps"), [("first_hitting", 1), ("random", L)])
+def test_exact_methods_reproduce_joint_target(method, steps):
+    """One position per call in any order, each from its exact posterior: exact joint samples."""
+    q = _joint()
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    x = sampler.sample(
+        torch.full((N, L), MASK), steps, method=method, generator=torch.Generator().manual_seed(0)
+    )
+    assert not (x == MASK).any()
+    assert sampler.last_nfe == L
+    assert _tv(x, q) <= 0.01  # sampling noise alone is about 0.005 (9 states, 30 000 draws)
+
+
+def test_parallel_decoding_factorises():
+    """Decoding both positions in one call draws them independently: the product of marginals."""
+    q = _joint()
+    x = MaskedDiffusionSampler(_model(q), V, MASK).sample(
+        torch.full((N, L), MASK), 1, method="random", generator=torch.Generator().manual_seed(1)
+    )
+    m = q.view(D, D)
+    product = torch.outer(m.sum(1), m.sum(0)).reshape(-1)
+    assert _tv(x, product) <= 0.01 and _tv(x, q) > 0.05
+
+
+def test_confidence_bias_matches_closed_form():
+    """Two independent positions, two steps: the more confident draw is kept, the other redrawn."""
+    q1 = torch.tensor([0.55, 0.3, 0.15], dtype=torch.float64)
+    q2 = torch.tensor([0.45, 0.35, 0.2], dtype=torch.float64)
+    q = torch.outer(q1, q2).reshape(-1)
+    expected = torch.zeros(D, D, dtype=torch.float64)
+    for a, b in itertools.product(range(D), repeat=2):
+        first_kept = float(sum(q2[b0] for b0 in range(D) if q1[a] >= q2[b0]))
+        second_kept = float(sum(q1[a0] for a0 in range(D) if q1[a0] < q2[b]))
+        expected[a, b] = q1[a] * first_kept * q2[b] + q2[b] * second_kept * q1[a]
+    x = MaskedDiffusionSampler(_model(q), V, MASK).sample(
+        torch.full((N, L), MASK), 2, method="confidence", generator=torch.Generator().manual_seed(2)
+    )
+    assert _tv(x, expected.reshape(-1)) <= 0.01
+    assert float(0.5 * (expected.reshape(-1) - q).abs().sum()) > 0.03  # the bias is real
+
+
+def test_remdm_keeps_factorised_target_and_remasks():
+    q1 = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    q = torch.outer(q1, q1.flip(0)).reshape(-1)
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK, cache=False)
+    x = sampler.sample(
+        torch.full((N // 2, L), MASK),
+        16,
+        method="remdm",
+        eta=0.3,
+        generator=torch.Generator().manual_seed(3),
+    )
+    assert not (x == MASK).any()
+    assert _tv(x, q) <= 0.015
+
+
+def test_threshold_decodes_confident_tokens_together():
+    q1 = torch.tensor([0.98, 0.01, 0.01], dtype=torch.float64)
+    q = torch.outer(q1, q1).reshape(-1)
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    x = sampler.sample(torch.full((64, L), MASK), 8, method="threshold", threshold=0.9)
+    assert not (x == MASK).any()
+    assert sampler.last_nfe <= 2  # most rows decode both positions at the first call
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"temperature": 0.5}, [0.25 / 0.38, 0.09 / 0.38, 0.04 / 0.38]),
+        ({"top_k": 1}, [1.0, 0.0, 0.0]),
+        ({"top_p": 0.6}, [0.625, 0.375, 0.0]),
+    ],
+)
+def test_temperature_top_k_top_p(kwargs, expected):
+    q1 = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    model = lambda x, t: q1.log().float().expand(*x.shape, D).clone()
+    logits = lambda x, t: torch.cat([model(x, t), torch.zeros(*x.shape, 1)], -1)
+    x = MaskedDiffusionSampler(logits, V, MASK).sample(
+        torch.full((N, 1), MASK), 1, generator=torch.Generator().manual_seed(4), **kwargs
+    )
+    freq = torch.bincount(x[:, 0], minlength=D).double() / N
+    torch.testing.assert_close(freq, torch.tensor(expected, dtype=torch.float64), atol=0.01, rtol=0)
+
+
+@pytest.mark.parametrize("method", ["random", "confidence", "threshold", "remdm", "first_hitting"])
+def test_prompt_and_suffix_are_kept(method):
+    q = _joint()
+    x_init = torch.full((16, 5), MASK)
+    x_init[:, 0], x_init[:, -1] = 1, 2
+    fixed = torch.zeros(16, 5, dtype=torch.bool)
+    fixed[:, 0] = fixed[:, -1] = True
+    model = lambda x, t: _model(q)(x[:, 1:3], t).repeat(1, 3, 1)[:, :5]
+    x = MaskedDiffusionSampler(model, V, MASK).sample(x_init, 3, method=method, fixed_mask=fixed)
+    assert (x[:, 0] == 1).all() and (x[:, -1] == 2).all() and not (x == MASK).any()
+
+
+def test_cache_skips_calls_when_nothing_changed():
+    calls = []
+
+    def model(x, t):
+        calls.append(1)
+        return torch.zeros(*x.shape, V)
+
+    sampler = MaskedDiffusionSampler(model, V, MASK)
+    sampler.sample(torch.full((2, 4), MASK), 64, method="random")
+    assert sampler.last_nfe == len(calls) <= 4  # 4 tokens: at most 4 distinct states to score
+    sampler = MaskedDiffusionSampler(model, V, MASK, cache=False)
+    sampler.sample(torch.full((2, 4), MASK), 64, method="random")
+    assert sampler.last_nfe == 56  # round(4 k / 64) reaches 4 at step 56: a call per step till then
+
+
+def test_guidance_with_equal_models_keeps_target():
+    q = _joint()
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    x = sampler.sample(
+        torch.full((N // 2, L), MASK),
+        1,
+        method="first_hitting",
+        guidance_scale=2.0,
+        unconditional_model_extras={},
+        generator=torch.Generator().manual_seed(5),
+    )
+    assert sampler.last_nfe == 2 * L
+    assert _tv(x, q) <= 0.015
+
+
+def test_bad_input():
+    sampler = MaskedDiffusionSampler(lambda x, t: torch.zeros(*x.shape, V), V, MASK)
+    x = torch.full((2, 3), MASK)
+    with pytest.raises(ValueError, match="method"):
+        sampler.sample(x, 4, method="beam")
+    with pytest.raises(ValueError, match="top_p"):
+        sampler.sample(x, 4, top_p=0.0)
+    with pytest.raises(ValueError, match="steps"):
+        sampler.sample(x, 0)
+    with pytest.raises(ValueError, match="unconditional_model_extras"):
+        sampler.sample(x, 2, guidance_scale=1.0)
+    with pytest.raises(ValueError, match="mask_token"):
+        MaskedDiffusionSampler(lambda x, t: x, V, V)
