@@ -226,7 +226,8 @@ fm_core.utils:
     ModelWrapper categorical expand_tensor_like get_value_checks gradient set_value_checks
     unsqueeze_to_match value_checks
 fm_discrete:
-    BetaSchedule DiscretePathSample ELBOResult MetricDiscreteProbPath MetricPathGeneralizedKL
+    BetaSchedule DiscretePathSample ELBOResult MaskedDiffusionSampler MetricDiscreteProbPath
+    MetricPathGeneralizedKL
     MixtureDiscreteEulerSolver MixtureDiscreteProbPath MixturePathCrossEntropy MixturePathELBO
     MixturePathGeneralizedKL PolynomialBetaSchedule __version__ mask_like mask_source_p
     posterior_to_velocity sample_source uniform_source_p
@@ -237,7 +238,7 @@ fm_discrete.path:
     BetaSchedule DiscretePathSample MetricDiscreteProbPath MixtureDiscreteProbPath
     PolynomialBetaSchedule posterior_to_velocity
 fm_discrete.solver:
-    MixtureDiscreteEulerSolver guided_scores
+    MASKED_METHODS MaskedDiffusionSampler MixtureDiscreteEulerSolver guided_scores
 fm_riemann:
     Euclidean FlatTorus GeodesicProbPath Lorentz Manifold PoincareBall ProductManifold
     ProjectToTangent RiemannianFlowMatchingLoss RiemannianODESolver SO3 Sphere Stereographic
