@@ -16,7 +16,8 @@ Judges (scikit-learn, RBF SVC on raw pixels in [0, 1]):
 class-K digits of the training split), ``nn_ratio`` (median distance of a sample to its nearest
 training image / the same for real held-out class-K digits: about 1 for novel digits, 0 for
 copies), ``nn_min``. ``inpaint`` prints ``judge_accuracy`` of the reconstructions against their
-true labels (and the judge's accuracy on the unmasked originals).
+true labels, the judge's accuracy on the unmasked originals, and ``nn_on_visible_accuracy`` (the
+label of the training image nearest on the visible pixels).
 """
 
 from __future__ import annotations
@@ -90,7 +91,17 @@ def judge_inpaint(npz: str) -> dict:
         "judge_accuracy_originals": float(
             (judge.predict(_flat(data["originals"])) == labels).mean()
         ),
+        "nn_on_visible_accuracy": _nn_visible(data, xtr, ytr),
     }  # fmt: skip
+
+
+def _nn_visible(data, xtr: np.ndarray, ytr: np.ndarray) -> float:
+    """Accuracy of the label of the training image nearest on the VISIBLE pixels: how much the
+    observed part tells (a reference for the reconstructions' accuracy)."""
+    orig = _flat(data["originals"])
+    vis = data["masks"].reshape(orig.shape[0], -1).astype(np.float64)
+    d = ((orig[:, None, :] - xtr[None]) ** 2 * vis[:, None, :]).sum(-1)
+    return float((ytr[d.argmin(1)] == data["labels"]).mean())
 
 
 def main() -> None:
