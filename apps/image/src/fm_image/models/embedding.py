@@ -16,13 +16,15 @@ def broadcast_time(t: Tensor, batch: int) -> Tensor:
     return t.reshape(1).expand(batch) if t.ndim == 0 else t
 
 
-def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
-    r"""Transformer-style features of ``t`` (``[B]``, in $[0, 1]$, scaled by 1000): ``[B, dim]``."""
+def sinusoidal_embedding(
+    t: Tensor, dim: int, max_period: float = 10_000.0, scale: float = 1000.0
+) -> Tensor:
+    r"""Transformer-style features of ``t`` (``[B]``, in $[0, 1]$, times ``scale``): ``[B, dim]``."""
     half = dim // 2
     freqs = torch.exp(
         -math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half
     )
-    args = (1000.0 * t.float())[:, None] * freqs[None]
+    args = (scale * t.float())[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
     if dim % 2:
         emb = torch.nn.functional.pad(emb, (0, 1))
@@ -30,7 +32,7 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
 
 class ConditionEmbedding(nn.Module):
-    """$e(t, y)$ = MLP(sinusoidal($t$)) + Embedding($y$), with class ``num_classes`` the null class.
+    r"""$e(t, y)$ = MLP(sinusoidal($t$)) + Embedding($y$), with class ``num_classes`` the null class.
 
     Args:
         base_dim: width of the sinusoidal features.
@@ -38,7 +40,10 @@ class ConditionEmbedding(nn.Module):
         num_classes: number of real classes (0: unconditional); the embedding table has one
             more row, the null class used for classifier-free guidance.
         flow_map: also embed the jump length $r - t$ of a flow-map model (MeanFlow's $(t, t - r)$
-            conditioning) with a second time MLP, added to the first.
+            conditioning) with a second time MLP, added to the first; both times enter the
+            sinusoids unscaled (MeanFlow feeds $t \in [0, 1]$): the loss differentiates the
+            network in $t$, and the usual 1000x scale made $\partial_t u$ about 950 on the
+            digits MLP, a target dominated by noise at long jumps (1-step samples stayed noise).
 
     Shapes: ``t`` ``[B]``, ``label`` ``[B]`` int64 in ``[0, num_classes]`` or ``None`` (null),
     ``r`` ``[B]`` (flow maps only) -> ``[B, dim]``.
@@ -52,6 +57,7 @@ class ConditionEmbedding(nn.Module):
         self.num_classes = num_classes
         self.time = nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.label = nn.Embedding(num_classes + 1, dim) if num_classes > 0 else None
+        self.time_scale = 1.0 if flow_map else 1000.0
         self.gap = (
             nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
             if flow_map
@@ -59,16 +65,15 @@ class ConditionEmbedding(nn.Module):
         )
 
     def forward(self, t: Tensor, label: Tensor | None, r: Tensor | None = None) -> Tensor:
-        emb = self.time(sinusoidal_embedding(t, self.base_dim))
+        emb = self.time(sinusoidal_embedding(t, self.base_dim, scale=self.time_scale))
         if (r is None) != (self.gap is None):
             raise ValueError(
                 "r (the flow map's end time) must be given exactly when the network was built "
                 f"with flow_map=True (this one: flow_map={self.gap is not None})"
             )
         if self.gap is not None:
-            emb = emb + self.gap(
-                sinusoidal_embedding(broadcast_time(r, t.shape[0]) - t, self.base_dim)
-            )
+            gap = broadcast_time(r, t.shape[0]) - t
+            emb = emb + self.gap(sinusoidal_embedding(gap, self.base_dim, scale=self.time_scale))
         if self.label is not None:
             if label is None:
                 label = torch.full((t.shape[0],), self.num_classes, device=t.device)
