@@ -40,3 +40,48 @@ def test_ar_continues_a_prompt_with_the_kv_cache(ar_run):
 def test_prompt_longer_than_length_is_refused():
     with pytest.raises(ValueError, match="length 4"):
         infill_layout([1, 2, 3], [4], 4, 0)
+
+
+@pytest.mark.parametrize("sampler", ["random", "confidence", "threshold", "remdm", "first_hitting"])
+def test_masked_samplers_keep_prompt_and_suffix(flow_run, sampler):
+    run = load_run(flow_run)
+    prompt, suffix = "The ", " end."
+    p_ids, s_ids = run.tokenizer.encode(prompt), run.tokenizer.encode(suffix)
+    out = sample_run(run, 3, steps=4, length=16, prompt=prompt, suffix=suffix, sampler=sampler)
+    for row in out.tokens:
+        assert row[: len(p_ids)].tolist() == p_ids
+        assert row[16 - len(s_ids) :].tolist() == s_ids
+    assert not (out.tokens == run.tokenizer.mask_id).any()
+
+
+def test_unknown_sampler_is_refused(flow_run):
+    with pytest.raises(ValueError, match="sampler must be one of"):
+        sample_run(load_run(flow_run), 1, sampler="beam")
+
+
+def test_cli_sampler_option_and_evaluate_fields(capsys, flow_run):
+    import json
+
+    from fm_text.cli import main
+
+    assert (
+        main(
+            [
+                "sample",
+                "--run",
+                str(flow_run),
+                "--num",
+                "1",
+                "--nfe",
+                "4",
+                "--sampler",
+                "confidence",
+            ]
+        )
+        == 0
+    )
+    argv = ["evaluate", "--run", str(flow_run), "--num", "2", "--nfe", "4", "--time-samples", "2"]
+    assert main([*argv, "--max-sequences", "4", "--sampler", "remdm"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["sampler"] == "remdm" and result["tokens_per_s"] > 0
+    assert result["judge_bpc"] > 0 and result["val_judge_bpc"] > 0

@@ -97,6 +97,18 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
+    from fm_text.sample import DEFAULT_SAMPLER, SAMPLERS
+
+    parser.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=DEFAULT_SAMPLER,
+        help="flow sampler: euler (the CTMC Euler solver) or a masked-model decoder "
+        "(random, confidence, threshold, remdm, first_hitting; mask-source runs)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``fm-text`` parser."""
     parser = CLIParser(
@@ -121,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suffix", default="", help="text the samples end with (flow runs only)")
     p.add_argument("--length", type=int, default=None, help="tokens per sample (default: context)")
     p.add_argument("--temperature", type=float, default=1.0, help="logit temperature")
+    _add_sampler_option(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--out", default=None, help="also write JSONL {'text': ...} to this new file")
     p.add_argument(
@@ -139,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--nfe", type=int, default=128, help="model evaluations (Euler steps) of the flow"
     )
     add_hidden_alias(p, "--sample-steps", "nfe", type=int)
+    _add_sampler_option(p)
     p.add_argument("--time-samples", type=int, default=16, help="ELBO time samples per sequence")
     p.add_argument("--max-sequences", type=int, default=None, help="cap on validation sequences")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -202,6 +216,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         prompt=args.prompt,
         suffix=args.suffix,
         seed=args.seed,
+        sampler=args.sampler,
     )
     print("\n\n".join(samples.texts))
     if out is not None:
@@ -226,6 +241,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         time_samples=args.time_samples,
         max_sequences=args.max_sequences,
         seed=args.seed,
+        sampler=args.sampler,
     )
     print(json.dumps(result))
 

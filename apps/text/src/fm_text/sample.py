@@ -1,4 +1,9 @@
-"""Sampling: the flow model through fm-discrete's Euler solver (with infilling), the baseline with a KV cache."""
+"""Sampling: the flow model through fm-discrete's samplers (with infilling), the baseline with a KV cache.
+
+Flow samplers (``SAMPLERS``): ``euler``, fm-discrete's ``MixtureDiscreteEulerSolver`` on a uniform
+grid of ``steps``; the others are ``MaskedDiffusionSampler`` methods (mask-source runs only):
+``random``, ``confidence``, ``threshold``, ``remdm`` and ``first_hitting`` (one call per token).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,17 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fm_discrete import MixtureDiscreteEulerSolver
+from fm_discrete import MaskedDiffusionSampler, MixtureDiscreteEulerSolver
+from fm_discrete.solver import MASKED_METHODS
 from fm_text.model import KVCache
 from fm_text.objective import FlowObjective
 from fm_text.run import TrainedRun
 
-__all__ = ["Samples", "infill_layout", "sample_run"]
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "Samples", "infill_layout", "sample_run"]
+
+SAMPLERS = ("euler", *MASKED_METHODS)
+#: Chosen by the measurements in benchmarks/RESULTS.md (fm-text samplers).
+DEFAULT_SAMPLER = "euler"
 
 
 @dataclass
@@ -89,6 +99,7 @@ def sample_run(
     suffix: str = "",
     seed: int = 0,
     batch_size: int = 64,
+    sampler: str = DEFAULT_SAMPLER,
 ) -> Samples:
     """Draw ``num`` sequences from a trained run.
 
@@ -102,6 +113,7 @@ def sample_run(
         suffix: text whose tokens end every sequence and stay fixed (flow runs only).
         seed: seed of the sampler's generator.
         batch_size: sequences per solver call.
+        sampler: one of ``SAMPLERS`` (flow runs; ``euler`` is the only one for uniform sources).
 
     Returns:
         ``Samples``.
@@ -109,6 +121,12 @@ def sample_run(
     cfg, tok, net = run.config, run.tokenizer, run.net
     length = cfg.context if length is None else length
     _check(num, steps, temperature, length, cfg.context)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if cfg.model == "flow" and sampler != "euler" and cfg.source != "mask":
+        raise ValueError(
+            f"sampler: {sampler!r} decodes masks; this run's source is uniform, use euler"
+        )
     if cfg.model == "ar" and suffix:
         raise ValueError("suffix: autoregressive runs continue a prompt only; drop --suffix")
     prompt_ids = tok.encode(prompt) if prompt else []
@@ -116,15 +134,29 @@ def sample_run(
     template, fixed = infill_layout(prompt_ids, suffix_ids, length, tok.mask_id)
     device = next(net.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
-    solver = _flow_solver(run, temperature) if cfg.model == "flow" else None
+    solver = None
+    if cfg.model == "flow":
+        solver = _flow_solver(run, temperature) if sampler == "euler" else _masked_sampler(run)
     out = []
     for start in range(0, num, batch_size):
         b = min(batch_size, num - start)
         if solver is not None:
             tokens = template.to(device).expand(b, -1).clone()
             mask = fixed.to(device).expand(b, -1).clone()
-            # float64 Gumbel-max draws (the solver's default): float32 noise misses rare tokens.
-            out.append(solver.infill(tokens, mask, 1.0 / steps, generator=generator))
+            # float64 draws (the samplers' default): float32 noise misses rare tokens.
+            if sampler == "euler":
+                out.append(solver.infill(tokens, mask, 1.0 / steps, generator=generator))
+            else:
+                out.append(
+                    solver.sample(
+                        tokens,
+                        steps,
+                        method=sampler,
+                        temperature=temperature,
+                        fixed_mask=mask,
+                        generator=generator,
+                    )
+                )
         else:
             out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
     tokens = torch.cat(out).cpu()
@@ -140,6 +172,18 @@ def _flow_solver(run, temperature: float) -> MixtureDiscreteEulerSolver:
         tok.vocab_size,
         objective.p0,
         mask_token=tok.mask_id if cfg.source == "mask" else None,
+        model_output="logits",
+    )
+
+
+def _masked_sampler(run) -> MaskedDiffusionSampler:
+    cfg, tok = run.config, run.tokenizer
+    objective = FlowObjective.from_config(cfg, tok)
+    return MaskedDiffusionSampler(
+        objective.posterior(run.net),
+        tok.vocab_size,
+        tok.mask_id,
+        scheduler=objective.path.scheduler,
         model_output="logits",
     )
 
