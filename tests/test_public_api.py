@@ -226,11 +226,12 @@ fm_core.utils:
     ModelWrapper categorical expand_tensor_like get_value_checks gradient set_value_checks
     unsqueeze_to_match value_checks
 fm_discrete:
-    BetaSchedule DiscretePathSample ELBOResult MaskedDiffusionSampler MetricDiscreteProbPath
-    MetricPathGeneralizedKL
+    BetaSchedule DiscretePathSample ELBOResult MaskedDiffusionSampler MaskedPosterior
+    MetricDiscreteProbPath MetricPathGeneralizedKL
     MixtureDiscreteEulerSolver MixtureDiscreteProbPath MixturePathCrossEntropy MixturePathELBO
-    MixturePathGeneralizedKL PolynomialBetaSchedule __version__ mask_like mask_source_p
-    posterior_to_velocity sample_source uniform_source_p
+    MixturePathGeneralizedKL PolynomialBetaSchedule __version__ forbid_token mask_like
+    mask_source_p mixture_times posterior_to_velocity sample_source stratified_uniform
+    uniform_source_p
 fm_discrete.loss:
     ELBOResult MetricPathGeneralizedKL MixturePathCrossEntropy MixturePathELBO
     MixturePathGeneralizedKL

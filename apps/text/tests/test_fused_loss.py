@@ -2,7 +2,7 @@
 
 The fused path never builds the ``[B·L, V]`` logits: the mask token's logit becomes a ``-inf``
 bias and the positions the mask source leaves unmasked get a zero jump coefficient. These tests
-compare value and every parameter's gradient with the unfused ``PosteriorModel`` + generalized KL,
+compare value and every parameter's gradient with the unfused ``MaskedPosterior`` + generalized KL,
 through fm-kernels' torch reference and through its Triton kernel (compiled on CUDA, or run by
 Triton's CPU interpreter, ``TRITON_INTERPRET=1``, as the nox session sets it).
 """
@@ -15,10 +15,11 @@ import os
 import pytest
 import torch
 
+from fm_discrete import MaskedPosterior
 from fm_text.cli import main
 from fm_text.config import TrainConfig
 from fm_text.model import ModelConfig, TextTransformer
-from fm_text.objective import FlowObjective, PosteriorModel
+from fm_text.objective import FlowObjective
 
 fm_kernels = pytest.importorskip("fm_kernels", reason="the fused loss needs fm-kernels")
 
@@ -27,7 +28,7 @@ V, MASK = 40, 39
 
 def _loss_and_grads(net, objective, x_1, seed):
     net.zero_grad(set_to_none=True)
-    posterior = PosteriorModel(net, MASK, objective.source == "mask")
+    posterior = MaskedPosterior(net, MASK, copy_unmasked=objective.source == "mask")
     torch.manual_seed(seed)  # the path's draws
     loss = objective.loss(posterior, x_1, torch.Generator().manual_seed(seed))
     loss.backward()

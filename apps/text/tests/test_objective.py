@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from fm_text.objective import FlowObjective, PosteriorModel, ar_inputs
+from fm_discrete import MaskedPosterior
+from fm_text.objective import FlowObjective, ar_inputs
 
 
 class _Const(torch.nn.Module):
@@ -16,7 +17,7 @@ class _Const(torch.nn.Module):
 
 
 def test_posterior_copies_unmasked_tokens_and_never_predicts_the_mask():
-    model = PosteriorModel(_Const(7, 5), mask_id=6, mask_source=True)
+    model = MaskedPosterior(_Const(7, 5), 6, copy_unmasked=True)
     x = torch.tensor([[0, 6, 3, 6, 2]])
     p = model(x, torch.zeros(1)).softmax(-1)
     assert torch.all(p[..., 6] == 0)
@@ -29,7 +30,7 @@ def test_posterior_copies_unmasked_tokens_and_never_predicts_the_mask():
 def test_time_samplings_estimate_the_same_elbo(n):
     """The three time samplings are importance-weighted estimates of one integral."""
     torch.manual_seed(0)
-    model = PosteriorModel(_Const(9, 6), mask_id=8, mask_source=True)
+    model = MaskedPosterior(_Const(9, 6), 8, copy_unmasked=True)
     x_1 = torch.randint(0, 8, (512, 6))
     means = {}
     for sampling in ("uniform", "kappa", "elbo"):

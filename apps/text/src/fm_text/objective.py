@@ -10,8 +10,9 @@ variables; the importance weight keeps the generalized KL an unbiased estimate o
 - ``elbo``: $\kappa = 1 - w^2$, $w \sim U$, weight $2w/\dot\kappa_t$, the loss becomes $2B/w$ with a
   finite variance (the estimator of fm-discrete's ``MixturePathELBO``).
 
-With a mask source, ``PosteriorModel`` gives the mask token no probability and copies unmasked
-tokens (their exact posterior): only masked positions carry loss.
+With a mask source, fm-discrete's ``MaskedPosterior`` gives the mask token no probability and
+copies unmasked tokens (their exact posterior): only masked positions carry loss. The stratified
+times and their weights are fm-discrete's ``stratified_uniform`` and ``mixture_times``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from fm_core.path.scheduler import PolynomialConvexScheduler
 from fm_core.training import unwrap_model
 from fm_discrete import (
+    MaskedPosterior,
     MixtureDiscreteProbPath,
     MixturePathCrossEntropy,
     MixturePathELBO,
@@ -32,6 +34,8 @@ from fm_discrete import (
     mask_source_p,
     uniform_source_p,
 )
+from fm_discrete.posterior import forbid_token
+from fm_discrete.time import mixture_times, stratified_uniform
 
 if TYPE_CHECKING:
     from fm_text.config import TrainConfig
@@ -39,42 +43,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FlowObjective",
-    "PosteriorModel",
     "ar_inputs",
     "ar_nll",
     "ar_token_logits",
     "fused_loss_available",
     "source_distribution",
 ]
-
-
-class PosteriorModel(nn.Module):
-    """The solver's and the loss' view of the network: ``model(x=x_t, t=t)`` -> logits.
-
-    Args:
-        net: a ``TextTransformer`` (bidirectional).
-        mask_id: the mask token's id.
-        mask_source: whether the source is the mask token (then the mask gets logit $-\\infty$ and
-            unmasked positions are copied), else uniform (the mask still gets $-\\infty$: it is
-            never data).
-    """
-
-    def __init__(self, net: nn.Module, mask_id: int, mask_source: bool) -> None:
-        super().__init__()
-        self.net = net
-        self.mask_id = mask_id
-        self.mask_source = mask_source
-
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Logits ``[B, L, V]`` for tokens ``x`` ``[B, L]`` at times ``t`` ``[B]``."""
-        logits = self.net(x, t)
-        mask = torch.full((1,), self.mask_id, device=x.device)  # made on the device: no copy
-        logits = logits.index_fill(-1, mask, -torch.inf)
-        if self.mask_source:
-            keep = (x != self.mask_id).unsqueeze(-1)
-            copied = torch.full_like(logits, -torch.inf).scatter_(-1, x.unsqueeze(-1), 0.0)
-            logits = torch.where(keep, copied, logits)
-        return logits
 
 
 def fused_loss_available(raise_error: bool = False) -> bool:
@@ -164,21 +138,15 @@ class FlowObjective:
             fused=fused,
         )
 
-    def posterior(self, net: nn.Module) -> PosteriorModel:
+    def posterior(self, net: nn.Module) -> MaskedPosterior:
         """The loss' and the solver's view of ``net`` for this objective's source."""
-        return PosteriorModel(net, self.mask_id, self.source == "mask")
+        return MaskedPosterior(net, self.mask_id, copy_unmasked=self.source == "mask")
 
     def _times(self, batch: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Stratified times ``t`` ``[B]`` and importance weights ``[B]`` (relative to $t \\sim U$)."""
-        u = (torch.arange(batch) + torch.rand(batch, generator=generator)) / batch
-        u = u.clamp(1e-5, 1.0 - 1e-5)
-        if self.time_sampling == "uniform":
-            return u, torch.ones(batch)
-        kappa = u if self.time_sampling == "kappa" else 1.0 - u * u
-        t = self.path.scheduler.kappa_inverse(kappa).clamp(1e-5, 1.0)
-        d_kappa = self.path.scheduler(t).d_alpha_t.clamp_min(1e-8)
-        weight = 1.0 / d_kappa if self.time_sampling == "kappa" else 2.0 * u / d_kappa
-        return t, weight
+        r"""Stratified times ``t`` ``[B]`` and importance weights ``[B]`` (relative to $t \sim U$)."""
+        # In the default dtype (float32): the same draws as before the move to fm-discrete.
+        u = stratified_uniform(batch, generator=generator, dtype=torch.get_default_dtype())
+        return mixture_times(self.path.scheduler, u, self.time_sampling)
 
     def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator) -> Tensor:
         """Mean loss per token of a batch ``x_1`` ``[B, L]`` (a scalar)."""
@@ -198,11 +166,11 @@ class FlowObjective:
         return per_token.mean()
 
     def _fused_gkl(
-        self, model: PosteriorModel, x_1: Tensor, x_t: Tensor, t: Tensor, weight: Tensor
+        self, model: MaskedPosterior, x_1: Tensor, x_t: Tensor, t: Tensor, weight: Tensor
     ) -> Tensor:
         """The generalized KL of ``loss`` with the output projection fused into the kernel.
 
-        ``PosteriorModel``'s logit edits become kernel inputs: the mask token's logit is a
+        ``MaskedPosterior``'s logit edits become kernel inputs: the mask token's logit is a
         $-\\infty$ bias, and positions the mask source leaves unmasked (their copied posterior
         gives a zero loss) get a zero jump coefficient.
         """
@@ -216,10 +184,10 @@ class FlowObjective:
         v = head.weight.shape[0]
         coeff = (self.gkl.path.jump_coefficient(t, self.gkl.eps) * weight).unsqueeze(-1)
         coeff = coeff.expand_as(x_1)
-        if model.mask_source:
-            coeff = coeff * (x_t == model.mask_id)
+        if model.copy_unmasked:
+            coeff = coeff * (x_t == model.mask_token)
         bias = torch.zeros(v, dtype=hidden.dtype, device=hidden.device)
-        bias[model.mask_id] = -torch.inf
+        bias[model.mask_token] = -torch.inf
         return generalized_kl_linear(
             hidden.reshape(-1, hidden.shape[-1]),
             head.weight.to(hidden.dtype),
@@ -243,8 +211,7 @@ def ar_inputs(x: Tensor, bos_id: int) -> Tensor:
 
 def ar_token_logits(net: nn.Module, x: Tensor, bos_id: int, mask_id: int) -> Tensor:
     """Next-token logits ``[B, L, V]`` of every token of ``x`` (the mask gets $-\\infty$)."""
-    logits = net(ar_inputs(x, bos_id))
-    return logits.index_fill(-1, torch.full((1,), mask_id, device=x.device), -torch.inf)
+    return forbid_token(net(ar_inputs(x, bos_id)), mask_id)
 
 
 def ar_nll(net: nn.Module, x: Tensor, bos_id: int, mask_id: int) -> Tensor:

@@ -22,8 +22,10 @@ from fm_discrete.path import (
     PolynomialBetaSchedule,
     posterior_to_velocity,
 )
+from fm_discrete.posterior import MaskedPosterior, forbid_token
 from fm_discrete.solver import MaskedDiffusionSampler, MixtureDiscreteEulerSolver
 from fm_discrete.source import mask_like, mask_source_p, sample_source, uniform_source_p
+from fm_discrete.time import mixture_times, stratified_uniform
 
 __version__ = _version("fm-discrete")
 
@@ -32,6 +34,7 @@ __all__ = [
     "DiscretePathSample",
     "ELBOResult",
     "MaskedDiffusionSampler",
+    "MaskedPosterior",
     "MetricDiscreteProbPath",
     "MetricPathGeneralizedKL",
     "MixtureDiscreteEulerSolver",
@@ -41,9 +44,12 @@ __all__ = [
     "MixturePathGeneralizedKL",
     "PolynomialBetaSchedule",
     "__version__",
+    "forbid_token",
     "mask_like",
     "mask_source_p",
+    "mixture_times",
     "posterior_to_velocity",
     "sample_source",
+    "stratified_uniform",
     "uniform_source_p",
 ]
