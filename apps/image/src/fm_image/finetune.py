@@ -83,24 +83,53 @@ def finetune(
         A summary: the reward and the app classifier's class-``K`` fraction on the trajectories'
         end points, at the start and at the end, and the seconds taken.
     """
-    from fm_image.classifier import load_or_train_classifier
-    from fm_image.data import load_splits
-    from fm_image.run import load_run
     from fm_image.train import write_class_grid
 
-    for name, value in (("iters", iters), ("batch_size", batch_size), ("sde_steps", sde_steps),
-                        ("num_times", num_times)):  # fmt: skip
+    _check_options(iters=iters, batch_size=batch_size, sde_steps=sde_steps,
+                   num_times=num_times, scale=scale, lr=lr)  # fmt: skip
+    target = run_directory(out)
+    if target.exists():
+        raise RunError(f"--out {out} already holds a run (choose a new folder)")
+    obj = run_directory(run_dir).read_config()
+    run, classifier, k = _load(run_dir, reward, classifier_steps, device, log)
+    t0 = time.perf_counter()
+    fine, history = _tune(run, classifier, k, scale=float(scale), iters=iters,
+                          batch_size=batch_size, sde_steps=sde_steps, num_times=num_times,
+                          lr=lr, seed=seed, log=log)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    target.write_config({**obj, "out": str(out), "finetune": {
+        "base_run": str(run_dir), "base_step": run.step, "reward": reward, "scale": scale,
+        "iters": iters, "batch_size": batch_size, "sde_steps": sde_steps,
+        "num_times": num_times, "lr": lr, "seed": seed}})  # fmt: skip
+    Checkpointer(out).save(iters, model=fine)
+    png = write_class_grid(
+        fine.eval(), run.flow, Path(out) / "samples.png", nfe=20, method="midpoint",
+        cfg_scale=0.0, seed=seed, device=run.device,
+    )  # fmt: skip
+    return {
+        "out": str(out), "reward": reward, "scale": scale, "iters": iters,
+        "start": history[0], "end": history[-1], "seconds": round(seconds, 1),
+        "samples": str(png),
+    }  # fmt: skip
+
+
+def _check_options(*, scale, lr, **counts) -> None:
+    """Every option checked before any work, named as on the command line."""
+    for name, value in counts.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be an int >= 1, got {value!r}")
     if not (isinstance(scale, (int, float)) and scale > 0):
         raise ValueError(f"--scale must be a number > 0, got {scale!r}")
     if not lr > 0:
         raise ValueError(f"--lr must be > 0, got {lr!r}")
-    target = run_directory(out)
-    if target.exists():
-        raise RunError(f"--out {out} already holds a run (choose a new folder)")
-    source = run_directory(run_dir)
-    obj = source.read_config()
+
+
+def _load(run_dir, reward: str, classifier_steps: int, device: str, log):
+    """The base run, its classifier (frozen, on the run's device) and the reward's class."""
+    from fm_image.classifier import load_or_train_classifier
+    from fm_image.data import load_splits
+    from fm_image.run import load_run
+
     run = load_run(run_dir, device=device)
     if run.cfg.flow != "continuous":
         raise ValueError(
@@ -111,9 +140,13 @@ def finetune(
     classifier, clf_acc = load_or_train_classifier(run_dir, splits, steps=classifier_steps)
     classifier = classifier.to(run.device).requires_grad_(False)
     log(f"reward: log p({k} | x) by the run's classifier (held-out accuracy {clf_acc:.4f})")
-    reward_fn = class_reward(classifier, k)
+    return run, classifier, k
 
+
+def _tune(run, classifier, k, *, scale, iters, batch_size, sde_steps, num_times, lr, seed, log):
+    """Adjoint Matching iterations on a copy of the run's model; the model and a history."""
     dev = run.device
+    reward_fn = class_reward(classifier, k)
     base = run.model.requires_grad_(False)
     fine = copy.deepcopy(base).requires_grad_(True)
     extras: dict[str, Tensor] = {}
@@ -125,13 +158,11 @@ def finetune(
     opt = torch.optim.Adam(fine.parameters(), lr=lr)
     g = torch.Generator(dev).manual_seed(seed)
     gcpu = torch.Generator().manual_seed(seed)
-    shape = run.flow.shape
     history = []
-    t0 = time.perf_counter()
     for it in range(iters):
-        x0 = torch.randn((batch_size, *shape), device=dev, generator=g)
+        x0 = torch.randn((batch_size, *run.flow.shape), device=dev, generator=g)
         traj = memoryless_sample(fine, x0, scheduler, grid, generator=g, **extras)
-        w = lean_adjoint(base, traj, grid, reward_fn, scale=float(scale), **extras)
+        w = lean_adjoint(base, traj, grid, reward_fn, scale=scale, **extras)
         loss = loss_fn.trajectory_loss(
             fine, base, traj, w, grid, num_times=num_times, generator=gcpu, **extras
         )
@@ -145,19 +176,4 @@ def finetune(
                 frac = (logits.argmax(-1) == k).float().mean().item()
             history.append({"iter": it, "loss": loss.item(), "reward": r, "class_fraction": frac})
             log(f"iter {it}: loss {loss.item():.4f} reward {r:.3f} class-{k} fraction {frac:.3f}")
-    seconds = time.perf_counter() - t0
-
-    target.write_config({**obj, "out": str(out), "finetune": {
-        "base_run": str(run_dir), "base_step": run.step, "reward": reward, "scale": scale,
-        "iters": iters, "batch_size": batch_size, "sde_steps": sde_steps,
-        "num_times": num_times, "lr": lr, "seed": seed}})  # fmt: skip
-    Checkpointer(out).save(iters, model=fine)
-    png = write_class_grid(
-        fine.eval(), run.flow, Path(out) / "samples.png", nfe=20, method="midpoint",
-        cfg_scale=0.0, seed=seed, device=dev,
-    )  # fmt: skip
-    return {
-        "out": str(out), "reward": reward, "scale": scale, "iters": iters,
-        "start": history[0], "end": history[-1], "seconds": round(seconds, 1),
-        "samples": str(png),
-    }  # fmt: skip
+    return fine, history

@@ -78,10 +78,29 @@ def inpaint(
         ``observed_rmse`` (model space, $[-1, 1]$: reconstruction vs measurement on the observed
         pixels, to compare with ``noise_std``), ``hidden_fraction``, ``nfe`` and the paths.
     """
-    from fm_image.data import load_splits
-    from fm_image.grid import save_grid
     from fm_image.run import load_run
 
+    out = _check_options(mask, out, noise_std, nfe)
+    run = load_run(run_dir, device=device)
+    if run.cfg.flow != "continuous":
+        raise ValueError(
+            f"--run {run_dir} is a {run.cfg.flow} flow; inpaint needs a continuous one"
+        )
+    g = torch.Generator().manual_seed(seed)
+    x1, labels, m, y = _measure(run, mask, num, noise_std, g)
+    x, nfe_done = _reconstruct(run, m, y, noise_std, guidance_scale, nfe, method, g)
+    observed = m.bool()
+    rmse = float((x - y)[observed].pow(2).mean().sqrt()) if observed.any() else 0.0
+    npz = _write(run, x, x1, m, labels, out)
+    return {
+        "png": str(out), "npz": str(npz), "num": num, "mask": mask,
+        "hidden_fraction": float(1 - m.mean()), "noise_std": noise_std,
+        "observed_rmse": rmse, "nfe": nfe_done, "step": run.step,
+    }  # fmt: skip
+
+
+def _check_options(mask: str, out, noise_std: float, nfe: int) -> Path:
+    """Every option checked before any work, named as on the command line."""
     if mask not in MASKS:
         raise ValueError(f"--mask must be one of {', '.join(MASKS)}, got {mask!r}")
     out = Path(out)
@@ -93,22 +112,28 @@ def inpaint(
         raise ValueError(f"--noise-std must be > 0, got {noise_std!r}")
     if nfe < 2:
         raise ValueError(f"--nfe must be >= 2, got {nfe}")
-    run = load_run(run_dir, device=device)
-    if run.cfg.flow != "continuous":
-        raise ValueError(
-            f"--run {run_dir} is a {run.cfg.flow} flow; inpaint needs a continuous one"
-        )
+    return out
+
+
+def _measure(run, mask: str, num: int, noise_std: float, g: torch.Generator):
+    """``num`` held-out images, their labels, masks and noisy masked measurements (on device)."""
+    from fm_image.data import load_splits
+
     splits = load_splits(run.cfg.data, run.cfg.data_dir, image_size=run.cfg.image_size)
     held = splits.heldout
     if not 1 <= num <= len(held):
         raise ValueError(f"--num must lie in [1, {len(held)}] (the held-out images), got {num}")
-    g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(held), generator=g)[:num]
     x1, labels = held.__getitems__(idx.tolist())
-    dev = run.device
     m = make_masks(mask, num, run.flow.shape, g)
     y = m * (x1 + noise_std * torch.randn(x1.shape, generator=g))
-    x1, m, y = x1.to(dev), m.to(dev), y.to(dev)
+    dev = run.device
+    return x1.to(dev), labels, m.to(dev), y.to(dev)
+
+
+def _reconstruct(run, m, y, noise_std, guidance_scale, nfe, method, g):
+    """PiGDM-guided sampling of the run's unconditional prior; the images and the NFE used."""
+    dev, num = run.device, y.shape[0]
     extras = {}
     if run.flow.num_classes:  # the null label: an unconditional prior
         extras["label"] = torch.full((num,), run.flow.num_classes, device=dev)
@@ -116,13 +141,19 @@ def inpaint(
         run.model, run.flow.path.scheduler, lambda x: x * m, y, noise_std,
         guidance_scale=guidance_scale, cg_iters=1,
     )  # fmt: skip
-    x0 = torch.randn(x1.shape, generator=g).to(dev)
+    x0 = torch.randn(y.shape, generator=g).to(dev)
     solver = ODESolver(guided)
     steps = max(1, nfe // (get_method(method).stages or 1))
     grid = torch.linspace(0.0, 1.0, steps + 1, device=dev)
     x = solver.sample(x0, step_size=None, method=method, time_grid=grid, **extras)
-    observed = m.bool()
-    rmse = float((x - y)[observed].pow(2).mean().sqrt()) if observed.any() else 0.0
+    return x, solver.last_nfe
+
+
+def _write(run, x, x1, m, labels, out: Path) -> Path:
+    """The PNG (original | masked | reconstruction triplets) and the ``.npz``; its path."""
+    from fm_image.grid import save_grid
+
+    num = x.shape[0]
     recon, orig = run.flow.to_uint8(x).cpu(), run.flow.to_uint8(x1).cpu()
     masked = torch.where(m.cpu().bool(), orig, torch.full_like(orig, 128))
     rows = torch.stack([orig, masked, recon], dim=1).flatten(0, 1)
@@ -137,8 +168,4 @@ def inpaint(
             tmp, images=hwc(recon).astype(np.uint8), labels=labels.numpy().astype(np.int64),
             originals=hwc(orig).astype(np.uint8), masks=hwc(m.cpu()).astype(np.uint8),
         )  # fmt: skip
-    return {
-        "png": str(out), "npz": str(npz), "num": num, "mask": mask,
-        "hidden_fraction": float(1 - m.mean()), "noise_std": noise_std,
-        "observed_rmse": rmse, "nfe": solver.last_nfe, "step": run.step,
-    }  # fmt: skip
+    return npz
