@@ -193,7 +193,7 @@ def plot_density(model: nn.Module, data: Tensor, out: Path, title: str, grid: in
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--csv", required=True, help="CSV of latitude,longitude in degrees")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps (default 2000)")
+    p.add_argument("--steps", type=int, default=4000, help="optimiser steps (default 4000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=512)
     p.add_argument("--width", type=int, default=256)
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--ema", type=float, default=0.999)
-    p.add_argument("--eval-every", type=int, default=1000, help="validation NLL every N steps")
+    p.add_argument("--eval-every", type=int, default=2000, help="validation NLL every N steps")
     p.add_argument("--eval-steps", type=int, default=8, help="rk4 steps for validation NLL")
     p.add_argument("--test-steps", type=int, default=20, help="rk4 steps for the test NLL")
     p.add_argument("--plot", type=Path, default=None, help="write the Mollweide picture here")
