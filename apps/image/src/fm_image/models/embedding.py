@@ -9,6 +9,12 @@ from torch import Tensor, nn
 
 __all__ = ["ConditionEmbedding", "broadcast_time", "sinusoidal_embedding"]
 
+#: Sinusoid scale of flow-map networks (as for velocity networks). The MeanFlow loss differentiates
+#: the network in t, and at 1000 d u/d t was ~950 on the digits MLP; but runs at 1 and 50 (with
+#: uniform time pairs, 75 % r != t) learnt nothing usable in 1 000-1 200 steps, and neither did one
+#: at 1000 with those pairs, while 1000 with MeanFlow's pairs did (benchmarks/RESULTS.md).
+FLOW_MAP_TIME_SCALE = 1000.0
+
 
 def broadcast_time(t: Tensor, batch: int) -> Tensor:
     """``t`` of shape ``[]`` or ``[B]`` -> float ``[B]`` (solvers pass one 0-dim time per step)."""
@@ -40,10 +46,8 @@ class ConditionEmbedding(nn.Module):
         num_classes: number of real classes (0: unconditional); the embedding table has one
             more row, the null class used for classifier-free guidance.
         flow_map: also embed the jump length $r - t$ of a flow-map model (MeanFlow's $(t, t - r)$
-            conditioning) with a second time MLP, added to the first; both times enter the
-            sinusoids unscaled (MeanFlow feeds $t \in [0, 1]$): the loss differentiates the
-            network in $t$, and the usual 1000x scale made $\partial_t u$ about 950 on the
-            digits MLP, a target dominated by noise at long jumps (1-step samples stayed noise).
+            conditioning) with a second time MLP, added to the first (sinusoid scale
+            ``FLOW_MAP_TIME_SCALE``).
 
     Shapes: ``t`` ``[B]``, ``label`` ``[B]`` int64 in ``[0, num_classes]`` or ``None`` (null),
     ``r`` ``[B]`` (flow maps only) -> ``[B, dim]``.
@@ -57,7 +61,7 @@ class ConditionEmbedding(nn.Module):
         self.num_classes = num_classes
         self.time = nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
         self.label = nn.Embedding(num_classes + 1, dim) if num_classes > 0 else None
-        self.time_scale = 1.0 if flow_map else 1000.0
+        self.time_scale = FLOW_MAP_TIME_SCALE if flow_map else 1000.0
         self.gap = (
             nn.Sequential(nn.Linear(base_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
             if flow_map
