@@ -145,3 +145,22 @@ def test_sphere_slerp_fast_path_matches_the_fused_form(dtype):
     tol = 1e-10 if dtype == torch.float64 else 1e-5
     torch.testing.assert_close(out.x_t, point, atol=tol, rtol=0)
     torch.testing.assert_close(out.dx_t, 2 * t[:, None] * velocity, atol=10 * tol, rtol=0)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_the_path_on_a_scaled_manifold_has_the_exact_velocity(scale):
+    import geoopt
+
+    from fm_core.path.scheduler import CondOTScheduler as _CondOT
+    from fm_riemann import RiemannianFlowMatchingLoss
+    from fm_riemann import Sphere as _Sphere
+
+    path = GeodesicProbPath(_CondOT(), geoopt.Scaled(_Sphere(), scale))
+    g = torch.Generator().manual_seed(0)
+    x0 = _Sphere().projx(torch.randn(8, 3, generator=g, dtype=torch.float64))
+    x1 = _Sphere().projx(torch.randn(8, 3, generator=g, dtype=torch.float64))
+    t, h = torch.full((8,), 0.3, dtype=torch.float64), 1e-6
+    s = path.sample(x0, x1, t)
+    fd = (path.sample(x0, x1, t + h).x_t - path.sample(x0, x1, t - h).x_t) / (2 * h)
+    torch.testing.assert_close(s.dx_t, fd, atol=1e-8, rtol=0)
+    assert RiemannianFlowMatchingLoss(path)(s.dx_t, s).item() == 0.0

@@ -52,6 +52,9 @@ def check_manifold(manifold: object, name: str = "manifold") -> None:
         for i, m in enumerate(manifold.manifolds):
             check_manifold(m, f"{name}.manifolds[{i}]")
         return
+    if isinstance(manifold, geoopt.Scaled):  # its maps are bound per instance, from its base
+        check_manifold(manifold.base, f"{name}.base")
+        return
     missing = [m for m in ("expmap", "logmap") if not _implements(manifold, m)]
     if missing:
         raise TypeError(
@@ -64,6 +67,8 @@ def has_exact_geodesics(manifold: object) -> bool:
     """Whether ``manifold``'s expmap/logmap are exact, so ``dx_t`` has a closed form."""
     if isinstance(manifold, geoopt.ProductManifold):
         return all(has_exact_geodesics(m) for m in manifold.manifolds)
+    if isinstance(manifold, geoopt.Scaled):
+        return has_exact_geodesics(manifold.base)
     return isinstance(manifold, _EXACT)
 
 

@@ -39,17 +39,6 @@ def _unscaled(manifold):
     return manifold
 
 
-def _check_manifold(manifold: object, name: str = "manifold") -> None:
-    """``check_manifold``, also through ``geoopt.Scaled`` (whose methods are bound per instance)."""
-    if isinstance(manifold, geoopt.Scaled):
-        _check_manifold(manifold.base, f"{name}.base")
-    elif isinstance(manifold, geoopt.ProductManifold):
-        for i, m in enumerate(manifold.manifolds):
-            _check_manifold(m, f"{name}.manifolds[{i}]")
-    else:
-        check_manifold(manifold, name)
-
-
 class RiemannianODESolver(FlowSolver):
     r"""Integrate $\dot x = u_t(x)$ on a manifold with fixed-step Runge-Kutta methods.
 
@@ -93,7 +82,7 @@ class RiemannianODESolver(FlowSolver):
         *,
         check_points: bool = True,
     ):
-        _check_manifold(manifold)
+        check_manifold(manifold)
         super().__init__(velocity_model)
         self.manifold = manifold
         self.check_points = check_points
