@@ -72,7 +72,13 @@ def lean_adjoint(
         $w$ at every grid time, ``[K + 1, B, ...]``, detached.
 
     Example:
+        >>> from fm_core.testing import GaussianFlow
+        >>> flow = GaussianFlow(torch.zeros(2), 1.0)
+        >>> grid = torch.linspace(0, 1, 21)
+        >>> traj = memoryless_sample(flow, torch.randn(8, 2), CondOTScheduler(), grid)
         >>> w = lean_adjoint(flow, traj, grid, lambda x: x[:, 0], scale=2.0)
+        >>> w.shape
+        torch.Size([21, 8, 2])
     """
     if not callable(base_velocity) or not callable(reward):
         raise TypeError("base_velocity and reward must be callables")
@@ -122,10 +128,13 @@ class AdjointMatchingLoss:
         weighting: ``"velocity"`` (default) or ``"control"``.
 
     Example:
+        >>> from fm_core.testing import GaussianFlow
+        >>> base, fine = GaussianFlow(torch.zeros(2), 1.0), GaussianFlow(torch.zeros(2), 1.0)
+        >>> grid = torch.linspace(0, 1, 21)
+        >>> traj = memoryless_sample(fine, torch.randn(8, 2), CondOTScheduler(), grid)
+        >>> w = lean_adjoint(base, traj, grid, lambda x: x[:, 0], scale=1.0)
         >>> loss_fn = AdjointMatchingLoss(CondOTScheduler())
-        >>> traj = memoryless_sample(fine, x0, sched, grid)
-        >>> w = lean_adjoint(base, traj, grid, reward, scale=lam)
-        >>> loss = loss_fn.trajectory_loss(fine, base, traj, w, grid, num_times=10)
+        >>> loss = loss_fn.trajectory_loss(fine, base, traj, w, grid, num_times=5)
         >>> loss.backward()
     """
 

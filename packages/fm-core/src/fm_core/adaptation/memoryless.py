@@ -117,6 +117,7 @@ def memoryless_sample(
         **model_extras: forwarded to the model (e.g. ``label``).
 
     Example:
+        >>> from fm_core.testing import GaussianFlow
         >>> flow = GaussianFlow(torch.zeros(2), 1.0)
         >>> traj = memoryless_sample(flow, torch.randn(64, 2), CondOTScheduler(),
         ...                          torch.linspace(0, 1, 41))

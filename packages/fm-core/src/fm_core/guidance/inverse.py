@@ -64,9 +64,13 @@ class PiGDMGuidedModel:
         cg_iters: conjugate-gradient iterations for the inverse.
 
     Example:
-        >>> M = torch.randn(2, 4)
+        >>> from fm_core.testing import GaussianFlow
+        >>> prior = GaussianFlow(torch.zeros(4), 1.0)  # N(0, I) prior
+        >>> M, y = torch.randn(2, 4), torch.randn(16, 2)
         >>> guided = PiGDMGuidedModel(prior, CondOTScheduler(), lambda x: x @ M.T, y, 0.1)
         >>> x_1 = ODESolver(guided).sample(torch.randn(16, 4), step_size=0.02, method="midpoint")
+        >>> x_1.shape
+        torch.Size([16, 4])
     """
 
     def __init__(
