@@ -38,8 +38,8 @@ class MaskedPosterior(nn.Module):
     Example:
         >>> net = lambda x, t: torch.zeros(*x.shape, 4)
         >>> MaskedPosterior(net, mask_token=3)(torch.tensor([[1, 3]]), torch.zeros(1)).exp()
-        tensor([[[0.0000, 1.0000, 0.0000, 0.0000],
-                 [1.0000, 1.0000, 1.0000, 0.0000]]])
+        tensor([[[0., 1., 0., 0.],
+                 [1., 1., 1., 0.]]])
     """
 
     def __init__(self, net: nn.Module, mask_token: int, *, copy_unmasked: bool = True) -> None:
