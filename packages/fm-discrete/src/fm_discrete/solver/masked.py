@@ -145,14 +145,7 @@ class MaskedDiffusionSampler(Solver):
             Long ``[B, L]``.
         """
         self._check(x_init, steps, method, temperature, top_k, top_p, threshold, eta, remask)
-        if fixed_mask is not None:
-            check_tensor(fixed_mask, "fixed_mask")
-            check_same_device([("x_init", x_init), ("fixed_mask", fixed_mask)])
-            if fixed_mask.dtype != torch.bool or fixed_mask.shape != x_init.shape:
-                raise ValueError(
-                    f"fixed_mask must be a bool tensor of shape {tuple(x_init.shape)}, "
-                    f"got {fixed_mask.dtype} {tuple(fixed_mask.shape)}"
-                )
+        _check_fixed_mask(x_init, fixed_mask)
         if guidance_scale != 0 and unconditional_model_extras is None:
             raise ValueError("unconditional_model_extras is required when guidance_scale != 0")
         self.last_nfe = 0
@@ -187,12 +180,7 @@ class MaskedDiffusionSampler(Solver):
                 continue
             tokens, conf = self._draw(x, t)
             if method == "threshold":
-                chosen = masked & (conf >= threshold)
-                best = torch.where(masked, conf, -1.0).argmax(-1, keepdim=True)
-                chosen.scatter_(-1, best, True)
-                chosen &= masked
-                if last:
-                    chosen = masked
+                chosen = masked if last else _above_threshold(masked, conf, threshold)
             else:
                 done = total - masked.sum(-1)
                 target = torch.floor(total.double() * float(kappa[k + 1]) + 0.5).long()
@@ -324,3 +312,24 @@ def _top_count(score: Tensor, count: Tensor) -> Tensor:
     """Bool ``[B, L]``: the ``count[b]`` highest scores of each row (``count`` may differ by row)."""
     rank = score.argsort(dim=-1, descending=True).argsort(dim=-1)
     return rank < count.unsqueeze(-1)
+
+
+def _check_fixed_mask(x_init: Tensor, fixed_mask: Tensor | None) -> None:
+    """``fixed_mask`` is ``None`` or a bool tensor of ``x_init``'s shape on its device."""
+    if fixed_mask is None:
+        return
+    check_tensor(fixed_mask, "fixed_mask")
+    check_same_device([("x_init", x_init), ("fixed_mask", fixed_mask)])
+    if fixed_mask.dtype != torch.bool or fixed_mask.shape != x_init.shape:
+        raise ValueError(
+            f"fixed_mask must be a bool tensor of shape {tuple(x_init.shape)}, "
+            f"got {fixed_mask.dtype} {tuple(fixed_mask.shape)}"
+        )
+
+
+def _above_threshold(masked: Tensor, conf: Tensor, threshold: float) -> Tensor:
+    """Masked positions with confidence ``>= threshold``, and at least the most confident one."""
+    chosen = masked & (conf >= threshold)
+    best = torch.where(masked, conf, -1.0).argmax(-1, keepdim=True)
+    chosen.scatter_(-1, best, True)
+    return chosen & masked
