@@ -73,31 +73,10 @@ def evaluate_run(
         sampler: the flow sampler (``fm_text.sample.SAMPLERS``).
     """
     t0 = time.perf_counter()
-    judge_run = None
-    if judge is not None:
-        judge_run = load_run(judge)
-        if judge_run.config.model != "ar":
-            raise ValueError(f"judge: {judge} is a {judge_run.config.model} run; pass an ar run")
-        if judge_run.tokenizer.fingerprint() != run.tokenizer.fingerprint():
-            raise ValueError(f"judge: {judge} uses another tokenizer than {run.run_dir}")
+    judge_run = _load_judge(judge, run)
     cfg, tok = run.config, run.tokenizer
-    data = prepare_data(cfg, run.run_dir, cfg.cache_dir, write=False)
-    chunks = data.val.chunks(cfg.context, 0, max_sequences)
-    objective = None
-    if cfg.model == "flow":
-        objective = FlowObjective.from_config(cfg, tok)
-    nll = validation_nll(
-        run.net,
-        objective,
-        chunks,
-        bos_id=tok.eos_id,
-        mask_id=tok.mask_id,
-        num_time_samples=time_samples,
-    )
-    total = float(nll.sum())
+    chunks, total, num_bytes = _validation_nll(run, time_samples, max_sequences)
     tokens = chunks.numel()
-    byte_table = torch.tensor(tok.token_bytes())
-    num_bytes = int(byte_table[chunks].sum())
     likelihood_seconds = time.perf_counter() - t0
 
     t_sample = time.perf_counter()
@@ -134,3 +113,33 @@ def evaluate_run(
         result["judge"] = str(judge)
     result["seconds"] = time.perf_counter() - t0
     return result
+
+
+def _load_judge(judge: str | Path | None, run: TrainedRun) -> TrainedRun | None:
+    """The ``ar`` judge run on ``run``'s tokenizer, or ``None``."""
+    if judge is None:
+        return None
+    judge_run = load_run(judge)
+    if judge_run.config.model != "ar":
+        raise ValueError(f"judge: {judge} is a {judge_run.config.model} run; pass an ar run")
+    if judge_run.tokenizer.fingerprint() != run.tokenizer.fingerprint():
+        raise ValueError(f"judge: {judge} uses another tokenizer than {run.run_dir}")
+    return judge_run
+
+
+def _validation_nll(run: TrainedRun, time_samples: int, max_sequences: int | None):
+    """Validation chunks ``[N, context]``, their summed NLL (nats) and their size in bytes."""
+    cfg, tok = run.config, run.tokenizer
+    data = prepare_data(cfg, run.run_dir, cfg.cache_dir, write=False)
+    chunks = data.val.chunks(cfg.context, 0, max_sequences)
+    objective = FlowObjective.from_config(cfg, tok) if cfg.model == "flow" else None
+    nll = validation_nll(
+        run.net,
+        objective,
+        chunks,
+        bos_id=tok.eos_id,
+        mask_id=tok.mask_id,
+        num_time_samples=time_samples,
+    )
+    byte_table = torch.tensor(tok.token_bytes())
+    return chunks, float(nll.sum()), int(byte_table[chunks].sum())
