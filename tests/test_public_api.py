@@ -211,8 +211,9 @@ fm_core.solver:
     Dopri5 Euler EulerMaruyamaSolver ExactDivergence FixedStepMethod FlowMapSolver Heun2
     HutchinsonDivergence Midpoint ODESolver RK4 Solver karras_time_grid
 fm_core.testing:
-    ContinuousProbPathTests ConvexSchedulerTests GaussianFlow GaussianFlowMap ProbPathTests
-    ReversibleSolverTests SchedulerTests SolverTests compile_fullgraph fresh_dynamo run_torchrun
+    ContinuousProbPathTests ConvergenceOrderTests ConvexSchedulerTests GaussianFlow GaussianFlowMap
+    LikelihoodTests ProbPathTests ReversibleSolverTests SchedulerTests SolverTests compile_fullgraph
+    fresh_dynamo run_torchrun
 fm_core.time_sampling:
     LogNormalSigmaTimeSampler LogitNormalTimeSampler TimePairSampler TimeSampler
     UniformTimeSampler

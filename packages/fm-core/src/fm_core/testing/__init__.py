@@ -13,15 +13,18 @@ Example:
 
 from fm_core.testing.contract import compile_fullgraph, fresh_dynamo, run_torchrun
 from fm_core.testing.flow_map import GaussianFlowMap
+from fm_core.testing.ode import ConvergenceOrderTests, LikelihoodTests
 from fm_core.testing.path import ContinuousProbPathTests, ProbPathTests
 from fm_core.testing.scheduler import ConvexSchedulerTests, SchedulerTests
 from fm_core.testing.solver import GaussianFlow, ReversibleSolverTests, SolverTests
 
 __all__ = [
     "ContinuousProbPathTests",
+    "ConvergenceOrderTests",
     "ConvexSchedulerTests",
     "GaussianFlow",
     "GaussianFlowMap",
+    "LikelihoodTests",
     "ProbPathTests",
     "ReversibleSolverTests",
     "SchedulerTests",
