@@ -160,16 +160,19 @@ class ContinuousFlow:
 
 
 class _NoMaskLogits(nn.Module):
-    """Forbid the mask token as a posterior outcome when sampling (it is never a data value)."""
+    """Forbid the mask token as a posterior outcome when sampling (fm-discrete's ``forbid_token``).
+
+    The image network takes ``label`` positionally, so this adapter stays; the edit is shared.
+    """
 
     def __init__(self, model: nn.Module, mask: int) -> None:
         super().__init__()
         self.model, self.mask = model, mask
 
     def forward(self, x: Tensor, t: Tensor, label: Tensor | None = None) -> Tensor:
-        logits = self.model(x, t, label).float()
-        logits[..., self.mask] = -1e4
-        return logits
+        from fm_discrete import forbid_token
+
+        return forbid_token(self.model(x, t, label).float(), self.mask)
 
 
 class DiscreteFlow:
