@@ -48,7 +48,6 @@ class _AdjointSolve(torch.autograd.Function):
             bar.close()
         ctx.run = run
         ctx.states = states
-        ctx.n_params = len(inputs) - n_state
         ctx.param_inputs = inputs[n_state:]
         return tuple(s for k in index[1:] for s in states[k])
 
@@ -68,8 +67,7 @@ class _AdjointSolve(torch.autograd.Function):
                 y_n = tuple(s.detach().requires_grad_(True) for s in ctx.states[n])
                 y_next = method.step(f, y_n, coefficients[n], move)
                 targets = [*y_n, *(p for p, w in zip(params, wants, strict=True) if w)]
-                outs = [o for o in y_next]
-                got = torch.autograd.grad(outs, targets, adj, allow_unused=True)
+                got = torch.autograd.grad(list(y_next), targets, adj, allow_unused=True)
             adj = tuple(
                 torch.zeros_like(y) if g is None else g
                 for g, y in zip(got[:n_state], y_n, strict=True)
@@ -80,8 +78,6 @@ class _AdjointSolve(torch.autograd.Function):
                     g = next(rest)
                     if g is not None:
                         param_grads[i] = param_grads[i] + g
-        if 0 in incoming:  # pragma: no cover - index 0 is y0 itself, never an output
-            adj = tuple(a + g for a, g in zip(adj, incoming[0], strict=True))
         ctx.states = None
         return (None, *adj, *param_grads)
 

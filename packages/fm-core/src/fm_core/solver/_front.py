@@ -8,7 +8,7 @@ progress hook are written here once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -209,6 +209,3 @@ def divergence_name(divergence: str | None, exact_divergence: bool) -> str:
     if divergence is None:
         return "exact" if exact_divergence else "hutchinson"
     return divergence
-
-
-TimeGrid = Tensor | Sequence[float] | None

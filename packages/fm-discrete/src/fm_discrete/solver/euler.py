@@ -3,12 +3,12 @@ r"""The Euler sampler of the CTMC defined by a mixture path and a posterior mode
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from fm_core.solver._progress import step_progress
 from fm_core.solver.solver import Solver
 from fm_core.solver.time_grid import fixed_step_grid, resolve_time_grid
 from fm_core.utils.backend import check_backend, resolve_backend
@@ -293,20 +293,22 @@ class MixtureDiscreteEulerSolver(Solver):
         flat = x.view(-1)
         self.last_nfe = 0
         saved = [x.clone()] if return_intermediates else []
-        with _progress(len(plan.times) - 1) if verbose else nullcontext() as progress:
-            for i in range(len(plan.times) - 1):
-                scores, are_logits, rate_factor = self._scores(
-                    x, plan, i, model_extras, unconditional_model_extras, guidance_scale
-                )
-                if isinstance(self.path, MetricDiscreteProbPath):
-                    new = self._metric_step(plan, i, flat, scores, are_logits, guidance_scale)
-                else:
-                    new = self._mixture_step(plan, i, flat, scores, are_logits, rate_factor)
-                flat.copy_(new)
-                if return_intermediates and (i + 1) in plan.index:
-                    saved.append(x.clone())
-                if progress is not None:
-                    progress.update(1)
+        progress = step_progress(len(plan.times) - 1, enabled=verbose, desc="discrete Euler")
+        for i in range(len(plan.times) - 1):
+            scores, are_logits, rate_factor = self._scores(
+                x, plan, i, model_extras, unconditional_model_extras, guidance_scale
+            )
+            if isinstance(self.path, MetricDiscreteProbPath):
+                new = self._metric_step(plan, i, flat, scores, are_logits, guidance_scale)
+            else:
+                new = self._mixture_step(plan, i, flat, scores, are_logits, rate_factor)
+            flat.copy_(new)
+            if return_intermediates and (i + 1) in plan.index:
+                saved.append(x.clone())
+            if progress is not None:
+                progress.update(1)
+        if progress is not None:
+            progress.close()
         return torch.stack(saved) if return_intermediates else x
 
     def _plan(
@@ -538,24 +540,3 @@ def _corrector_jump(
     v = torch.where(v < before, v, v + p_x)
     y = torch.searchsorted(cdf, v, right=True).clamp_max_(p0.numel() - 1)
     return torch.where(go, y, x)
-
-
-class _Bar:
-    def __init__(self, total: int):
-        try:
-            from tqdm import tqdm
-        except ImportError:  # pragma: no cover - tqdm is optional
-            self.bar = None
-        else:
-            self.bar = tqdm(total=total, desc="discrete Euler")
-
-    def __enter__(self):
-        return self.bar
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _progress(total: int) -> _Bar:
-    return _Bar(total)
