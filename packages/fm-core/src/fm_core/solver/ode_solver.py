@@ -82,7 +82,8 @@ class ODESolver(FlowSolver):
             gradient: how gradients flow with ``enable_grad``: ``"backprop"`` (default: autograd
                 records every step), ``"checkpoint"`` (see ``checkpoint_steps``) or
                 ``"adjoint"`` (the discrete adjoint of a fixed-step method: no activation is
-                kept; the gradients equal backprop's to rounding; memory is one state per step;
+                kept; the gradients equal backprop's to rounding; memory holds about
+                $2\sqrt N$ states for $N$ steps, at the cost of recomputing them once;
                 gradients reach ``x_init``, the parameters of a ``nn.Module`` model and tensor
                 ``model_extras`` that require grad — not other tensors a plain function closes
                 over).
