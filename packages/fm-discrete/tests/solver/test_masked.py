@@ -7,6 +7,7 @@ import torch
 
 from fm_core.path.scheduler.convex import CondOTScheduler
 from fm_discrete import MaskedDiffusionSampler, MixtureDiscreteProbPath, mask_source_p
+from fm_discrete.solver.masked import MASKED_METHODS
 from fm_discrete.testing import ExactJointPosterior, mixture_conditional
 
 D, L = 3, 2  # data tokens, positions
@@ -179,3 +180,35 @@ def test_bad_input():
         sampler.sample(x, 2, guidance_scale=1.0)
     with pytest.raises(ValueError, match="mask_token"):
         MaskedDiffusionSampler(lambda x, t: x, V, V)
+
+
+@pytest.mark.parametrize("method", MASKED_METHODS)
+def test_no_host_read_inside_the_loop_off_the_cpu(method, monkeypatch):
+    # Off the CPU (simulated: reads are not free), neither the early stop nor the cache may read
+    # device values, so the number of host reads must not grow with the number of steps.
+    from torch.overrides import TorchFunctionMode
+
+    import fm_discrete.solver.masked as masked_module
+
+    reads_of = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "equal")
+
+    class CountReads(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            self.n += getattr(func, "__name__", "") in reads_of
+            return func(*args, **(kwargs or {}))
+
+    monkeypatch.setattr(masked_module, "_host_reads_free", lambda x: False)
+    model = lambda x, t: torch.zeros(*x.shape, V)
+    counts = []
+    for steps in (4, 16):
+        sampler = MaskedDiffusionSampler(model, V, MASK)
+        with CountReads() as reads:
+            x = sampler.sample(torch.full((2, 16), MASK), steps, method=method)
+        assert not (x == MASK).any()
+        assert sampler.last_nfe == (16 if method == "first_hitting" else steps)  # no cache, no stop
+        counts.append(reads.n)
+    assert counts[0] == counts[1], counts

@@ -31,6 +31,13 @@ the decoding order and times are those of the method) and a ``generator``; ``las
 model calls. With ``cache=True`` (default) a step whose state equals the last evaluated state
 reuses that output instead of calling the model: exact for the time-agnostic posterior of a mask
 source (a network that also reads $t$ sees the earlier time).
+
+**No host sync inside the loops on an accelerator.** Stopping early once nothing is masked and the
+cache's comparison of states read values back from the device; they run on the CPU only (where
+the read costs nothing) and outside ``torch.compile``. On a GPU every step runs and the model is
+called each step (``last_nfe`` = ``steps``; ``threshold`` then makes its remaining calls on a
+finished sequence, which changes nothing). ``first_hitting`` reads the largest masked count once,
+before its loop, and then runs exactly that many steps on every device.
 """
 
 from __future__ import annotations
@@ -167,23 +174,24 @@ class MaskedDiffusionSampler(Solver):
         if method == "first_hitting":
             return self._first_hitting(x, free, generator)
         grid = torch.linspace(0.0, 1.0, steps + 1, dtype=torch.float64)
-        kappa = self.scheduler(grid).alpha_t.clamp(0.0, 1.0)
+        kappa = self.scheduler(grid).alpha_t.clamp(0.0, 1.0).tolist()  # host values, read once
+        grid = grid.tolist()
         total = free.sum(-1)  # M per row
         for k in range(steps):
             masked = (x == self.mask_token) & free
-            if not bool(masked.any()):
+            if _host_reads_free(x) and not bool(masked.any()):
                 break
             last = k == steps - 1
-            t = torch.full((x.shape[0],), float(grid[k]), device=x.device)
+            t = torch.full((x.shape[0],), grid[k], device=x.device)
             if method == "remdm":
-                x = self._remdm_step(x, free, t, float(kappa[k]), float(kappa[k + 1]), eta, remask)
+                x = self._remdm_step(x, free, t, kappa[k], kappa[k + 1], eta, remask)
                 continue
             tokens, conf = self._draw(x, t)
             if method == "threshold":
                 chosen = masked if last else _above_threshold(masked, conf, threshold)
             else:
                 done = total - masked.sum(-1)
-                target = torch.floor(total.double() * float(kappa[k + 1]) + 0.5).long()
+                target = torch.floor(total.double() * kappa[k + 1] + 0.5).long()
                 count = (total if last else target.clamp(max=total)) - done
                 score = conf if method == "confidence" else self._uniform(conf, generator)
                 chosen = _top_count(torch.where(masked, score, -1.0), count) & masked
@@ -213,11 +221,10 @@ class MaskedDiffusionSampler(Solver):
         batch = x.shape[0]
         t = torch.zeros(batch, dtype=torch.float64, device=x.device)
         one_minus = torch.ones(batch, dtype=torch.float64, device=x.device)
-        while True:
+        # each step decodes one position of every row that has one left: max-count steps in all
+        for _ in range(int(((x == self.mask_token) & free).sum(-1).max())):  # the one host read
             masked = (x == self.mask_token) & free
             n = masked.sum(-1)
-            if not bool((n > 0).any()):
-                return x
             u = torch.rand(batch, dtype=torch.float64, device=x.device, generator=generator)
             # 1 - kappa_s = (1 - kappa_t) U^(1/n): the first of n exponential clocks in kappa-time
             one_minus = torch.where(n > 0, one_minus * u.pow(1.0 / n.clamp_min(1)), one_minus)
@@ -227,6 +234,7 @@ class MaskedDiffusionSampler(Solver):
             tokens, _ = self._draw(x, t.to(torch.get_default_dtype()))
             chosen = torch.zeros_like(masked).scatter_(-1, pos, True) & masked
             x = torch.where(chosen, tokens, x)
+        return x
 
     # ---- pieces ----
 
@@ -251,7 +259,8 @@ class MaskedDiffusionSampler(Solver):
 
     def _log_posterior(self, x: Tensor, t: Tensor, extras: dict, cache: bool = True) -> Tensor:
         """float64 log-probabilities ``[B, L, V]`` with the mask ruled out; cached by state."""
-        if cache and self.cache and self._cached is not None and torch.equal(self._cached[0], x):
+        cache = cache and self.cache and _host_reads_free(x)
+        if cache and self._cached is not None and torch.equal(self._cached[0], x):
             return self._cached[1]
         out = self.model(x=x, t=t, **extras)
         self.last_nfe += 1
@@ -264,7 +273,7 @@ class MaskedDiffusionSampler(Solver):
         logp = out.clamp_min(0.0).log() if self.model_output == "probs" else out
         logp = logp.index_fill(-1, torch.tensor([self.mask_token], device=x.device), -torch.inf)
         logp = torch.log_softmax(logp, dim=-1)
-        if cache and self.cache:
+        if cache:
             self._cached = (x.clone(), logp)
         return logp
 
@@ -291,6 +300,11 @@ class MaskedDiffusionSampler(Solver):
             raise ValueError(f"eta must be in [0, 1], got {eta!r}")
         if remask not in ("cap", "rescale"):
             raise ValueError(f"remask must be 'cap' or 'rescale', got {remask!r}")
+
+
+def _host_reads_free(x: Tensor) -> bool:
+    """Whether reading ``x``'s values on the host costs no device sync: eager mode on the CPU."""
+    return x.device.type == "cpu" and not torch.compiler.is_compiling()
 
 
 def _filter(logp: Tensor, top_k: int | None, top_p: float | None) -> Tensor:
