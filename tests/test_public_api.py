@@ -208,8 +208,8 @@ fm_core.path.scheduler:
     CondOTScheduler ConvexScheduler CosineScheduler LinearVPScheduler PolynomialConvexScheduler
     ScheduleTransformedModel Scheduler SchedulerOutput VPScheduler
 fm_core.solver:
-    Dopri5 Euler EulerMaruyamaSolver ExactDivergence FixedStepMethod FlowMapSolver Heun2
-    HutchinsonDivergence Midpoint ODESolver RK4 Solver karras_time_grid
+    Divergence Dopri5 Euler EulerMaruyamaSolver ExactDivergence FixedStepMethod FlowMapSolver
+    Heun2 HutchinsonDivergence Midpoint ODESolver RK4 Solver karras_time_grid
 fm_core.testing:
     ContinuousProbPathTests ConvergenceOrderTests ConvexSchedulerTests GaussianFlow GaussianFlowMap
     LikelihoodTests ProbPathTests ReversibleSolverTests SchedulerTests SolverTests compile_fullgraph

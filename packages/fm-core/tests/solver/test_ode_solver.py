@@ -452,3 +452,20 @@ def test_a_model_output_on_another_device_is_a_clear_error():
     solver = ODESolver(lambda x, t: torch.zeros(x.shape, device="meta"))
     with pytest.raises(ValueError, match="velocity_model returned a tensor on meta for x on cpu"):
         solver.sample(torch.zeros(2, 3), 0.5)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"kind": "approx"}, "Divergence.kind must be"),
+        ({"num_probes": 0}, "Divergence.num_probes must be a positive int"),
+        ({"num_probes": True}, "Divergence.num_probes must be a positive int"),
+        ({"probe": "uniform"}, "Divergence.probe must be"),
+        ({"chunk_size": 0}, "Divergence.chunk_size must be None or a positive int"),
+    ],
+)
+def test_a_bad_divergence_object_fails_at_construction(fields, message):
+    from fm_core.solver import Divergence
+
+    with pytest.raises(ValueError, match=message):
+        Divergence(**fields)

@@ -5,7 +5,7 @@ integration loop (``integrate``) and the time-grid helpers (``time_grid``) are i
 public surface is the solvers, the divergence estimators, the method classes and the grids.
 """
 
-from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
+from fm_core.solver.divergence import Divergence, ExactDivergence, HutchinsonDivergence
 from fm_core.solver.dopri5 import Dopri5
 from fm_core.solver.fixed_step import RK4, Euler, FixedStepMethod, Heun2, Midpoint
 from fm_core.solver.flow_map import FlowMapSolver
@@ -16,6 +16,7 @@ from fm_core.solver.stochastic import EulerMaruyamaSolver
 
 __all__ = [
     "RK4",
+    "Divergence",
     "Dopri5",
     "Euler",
     "EulerMaruyamaSolver",

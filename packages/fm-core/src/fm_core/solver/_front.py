@@ -16,7 +16,7 @@ from torch import Tensor
 from fm_core.solver._adjoint import adjoint_params
 from fm_core.solver._moves import Move, euclidean_move
 from fm_core.solver._registry import get_method
-from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence
+from fm_core.solver.divergence import ExactDivergence, HutchinsonDivergence, resolve_divergence
 from fm_core.solver.integrate import (
     GRADIENTS,
     ModelCall,
@@ -161,6 +161,9 @@ class FlowSolver(Solver):
             )
         if not callable(log_p0):
             raise TypeError(f"log_p0 must be callable, got {type(log_p0).__name__}")
+        divergence, num_probes, probe, divergence_chunk_size = resolve_divergence(
+            divergence, num_probes, probe, divergence_chunk_size
+        )
         call = ModelCall(self.velocity_model, model_extras, project=self._project(proju))
         project, correction = self._divergence_hooks(proju)
         dyn = self._log_det_dynamics(call, x, divergence, num_probes, probe, generator,

@@ -15,16 +15,78 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 Project = Callable[[Tensor, Tensor], Tensor]
 
-__all__ = ["ExactDivergence", "HutchinsonDivergence"]
+__all__ = ["Divergence", "ExactDivergence", "HutchinsonDivergence"]
 
 # Elements of cotangents (and hence of the batched gradient) per chunk: 2**24 fp32 is 64 MiB.
 _CHUNK_ELEMENTS = 2**24
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """How a likelihood computes the divergence: one object for ``divergence=``.
+
+    Every likelihood entry point of the ODE solvers (``sample(return_log_prob=True)``,
+    ``compute_likelihood``, ``sample_with_likelihood``, ``log_prob``; Euclidean and Riemannian)
+    takes ``divergence=Divergence(...)`` in place of the keywords ``divergence``,
+    ``num_probes``, ``probe`` and ``divergence_chunk_size``, so a setting can be written once and
+    passed around. The keywords stay (the reference's names); giving both is an error.
+
+    Args:
+        kind: ``"exact"`` (the trace from $D$ vector-Jacobian products) or ``"hutchinson"``
+            (unbiased, ``num_probes`` products).
+        num_probes: Hutchinson probes, drawn once and reused at every step.
+        probe: ``"rademacher"`` or ``"gaussian"`` (Hutchinson).
+        chunk_size: basis vectors per batched backward pass of the exact divergence
+            (``None``: a memory-bounded default).
+
+    Raises:
+        ValueError: a field outside the values above, at construction.
+
+    Example:
+        >>> Divergence("hutchinson", num_probes=4)
+        Divergence(kind='hutchinson', num_probes=4, probe='rademacher', chunk_size=None)
+    """
+
+    kind: str = "exact"
+    num_probes: int = 1
+    probe: str = "rademacher"
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        if self.kind not in ("exact", "hutchinson"):
+            raise ValueError(f"Divergence.kind must be 'exact' or 'hutchinson', got {self.kind!r}")
+        n = self.num_probes
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"Divergence.num_probes must be a positive int, got {n!r}")
+        if self.probe not in ("rademacher", "gaussian"):
+            raise ValueError(
+                f"Divergence.probe must be 'rademacher' or 'gaussian', got {self.probe!r}"
+            )
+        c = self.chunk_size
+        if c is not None and (isinstance(c, bool) or not isinstance(c, int) or c < 1):
+            raise ValueError(f"Divergence.chunk_size must be None or a positive int, got {c!r}")
+
+
+def resolve_divergence(
+    divergence: str | Divergence, num_probes: int, probe: str, chunk_size: int | None
+) -> tuple[str, int, str, int | None]:
+    """``(kind, num_probes, probe, chunk_size)`` from a ``Divergence`` or the separate keywords."""
+    if not isinstance(divergence, Divergence):
+        return divergence, num_probes, probe, chunk_size
+    if (num_probes, probe, chunk_size) != (1, "rademacher", None):
+        raise ValueError(
+            "divergence is a Divergence object: give num_probes, probe and "
+            "divergence_chunk_size in it, not as keywords"
+        )
+    d = divergence
+    return d.kind, d.num_probes, d.probe, d.chunk_size
 
 
 class ExactDivergence:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from fm_core.solver._front import FlowSolver, divergence_name
+from fm_core.solver.divergence import Divergence
 
 __all__ = ["ODESolver"]
 
@@ -52,7 +53,7 @@ class ODESolver(FlowSolver):
         verbose: bool = False,
         return_log_prob: bool = False,
         log_p0: Callable[[Tensor], Tensor] | None = None,
-        divergence: str = "exact",
+        divergence: str | Divergence = "exact",
         num_probes: int = 1,
         probe: str = "rademacher",
         generator: torch.Generator | None = None,
@@ -91,7 +92,8 @@ class ODESolver(FlowSolver):
             return_log_prob: also return $\log p_1$ of the samples, integrating the divergence
                 along the same solve (as ``sample_with_likelihood``); needs ``log_p0``.
             log_p0: log-density of the source, ``[B, ...] -> [B]`` (with ``return_log_prob``).
-            divergence: ``"exact"`` (default here) or ``"hutchinson"`` (with ``return_log_prob``).
+            divergence: ``"exact"`` (default here), ``"hutchinson"``, or a ``Divergence`` holding
+                all the divergence settings (with ``return_log_prob``).
             num_probes: Hutchinson probes (with ``return_log_prob``).
             probe: ``"rademacher"`` or ``"gaussian"`` (with ``return_log_prob``).
             generator: ``torch.Generator`` for the probes.
@@ -143,7 +145,7 @@ class ODESolver(FlowSolver):
         exact_divergence: bool = False,
         enable_grad: bool = False,
         *,
-        divergence: str | None = None,
+        divergence: str | Divergence | None = None,
         num_probes: int = 1,
         probe: str = "rademacher",
         generator: torch.Generator | None = None,
@@ -173,7 +175,8 @@ class ODESolver(FlowSolver):
                 ``False`` (default) for ``"hutchinson"``.
             enable_grad: gradients of ``log_p1`` to the model's parameters and ``x_1``
                 (maximum-likelihood training).
-            divergence: ``"exact"`` or ``"hutchinson"``; overrides ``exact_divergence``.
+            divergence: ``"exact"`` or ``"hutchinson"``, or a ``Divergence`` holding all the
+                divergence settings; overrides ``exact_divergence``.
             num_probes: Hutchinson probes $K$ (drawn once, reused at every step).
             probe: ``"rademacher"`` or ``"gaussian"``.
             generator: ``torch.Generator`` for the probes.
@@ -225,7 +228,7 @@ class ODESolver(FlowSolver):
         exact_divergence: bool = True,
         enable_grad: bool = False,
         *,
-        divergence: str | None = None,
+        divergence: str | Divergence | None = None,
         num_probes: int = 1,
         probe: str = "rademacher",
         generator: torch.Generator | None = None,

@@ -97,6 +97,34 @@ class LikelihoodTests:
         # 256 probes: the estimate's standard deviation is a few percent of |div| scale
         assert (est - exact).abs().max().item() < 0.1 + 0.05 * exact.abs().max().item()
 
+    def test_a_divergence_object_equals_the_keywords(self, solver):
+        from fm_core.solver import Divergence
+
+        x_0, log_p0, _ = self.likelihood_problem()
+        kw = self.likelihood_kwargs
+        x_1 = solver.sample(x_0, 0.1, **kw)
+        for keywords, options in (
+            ({"divergence": "exact", "divergence_chunk_size": 1}, Divergence(chunk_size=1)),
+            (
+                {"divergence": "hutchinson", "num_probes": 3, "probe": "gaussian"},
+                Divergence("hutchinson", num_probes=3, probe="gaussian"),
+            ),
+        ):
+            got = []
+            for arguments in (keywords, {"divergence": options}):
+                g = torch.Generator().manual_seed(0)
+                _, lp = solver.compute_likelihood(x_1, log_p0, 0.1, generator=g, **arguments, **kw)
+                g = torch.Generator().manual_seed(0)
+                _, lp_s = solver.sample(x_0, 0.1, return_log_prob=True, log_p0=log_p0,
+                                        generator=g, **arguments, **kw)  # fmt: skip
+                got.append((lp, lp_s))
+            for a, b in zip(*got, strict=True):
+                torch.testing.assert_close(a, b, rtol=0, atol=0)
+        with pytest.raises(ValueError, match="give num_probes, probe and divergence_chunk_size"):
+            solver.compute_likelihood(
+                x_1, log_p0, 0.1, divergence=Divergence("hutchinson"), num_probes=4, **kw
+            )
+
     def test_adjoint_gradients_equal_backprop(self, solver):
         x_0, log_p0, _ = self.likelihood_problem()
         params = [p for p in solver.velocity_model.parameters() if p.requires_grad]

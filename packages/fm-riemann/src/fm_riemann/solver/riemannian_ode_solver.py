@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from fm_core.solver._front import FlowSolver, divergence_name
 from fm_core.solver._moves import manifold_move
+from fm_core.solver.divergence import Divergence
 from fm_riemann._checks import check_on_manifold
 from fm_riemann.manifolds._volume import volume_of
 from fm_riemann.path.geodesic import check_manifold
@@ -135,7 +136,7 @@ class RiemannianODESolver(FlowSolver):
         gradient: str | None = None,
         return_log_prob: bool = False,
         log_p0: Callable[[Tensor], Tensor] | None = None,
-        divergence: str = "exact",
+        divergence: str | Divergence = "exact",
         num_probes: int = 1,
         probe: str = "rademacher",
         generator: torch.Generator | None = None,
@@ -164,7 +165,7 @@ class RiemannianODESolver(FlowSolver):
             return_log_prob: also return $\log p_1$ of the samples (w.r.t. the Riemannian
                 volume), integrating the divergence along the same solve; needs ``log_p0``.
             log_p0: source log-density, ``[B, *point_shape] -> [B]``.
-            divergence: ``"exact"`` (default here) or ``"hutchinson"``.
+            divergence: ``"exact"`` (default here), ``"hutchinson"`` or a ``Divergence``.
             num_probes: Hutchinson probes.
             probe: ``"rademacher"`` or ``"gaussian"``.
             generator: ``torch.Generator`` for the probes.
@@ -211,7 +212,7 @@ class RiemannianODESolver(FlowSolver):
         projx: bool = True,
         proju: bool = True,
         step_by: StepBy = "projx",
-        divergence: str | None = None,
+        divergence: str | Divergence | None = None,
         num_probes: int = 1,
         probe: str = "rademacher",
         generator: torch.Generator | None = None,
@@ -251,7 +252,8 @@ class RiemannianODESolver(FlowSolver):
             projx: as in ``sample``.
             proju: as in ``sample``.
             step_by: as in ``sample``.
-            divergence: ``"exact"`` or ``"hutchinson"``; overrides ``exact_divergence``.
+            divergence: ``"exact"`` or ``"hutchinson"``, or a ``Divergence`` holding all the
+                divergence settings; overrides ``exact_divergence``.
             num_probes: Hutchinson probes $z$ (drawn once per solve, projected to the tangent
                 space at each evaluation).
             probe: ``"rademacher"`` (default) or ``"gaussian"``.
