@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from fm_core.training import CLIParser, exit_process, explicit_options, run_cli
-from fm_image.config import OBJECTIVES, SCHEDULERS, TIME_SAMPLERS, TrainConfig
+from fm_image.config import DISCRETE_PATHS, OBJECTIVES, SCHEDULERS, TIME_SAMPLERS, TrainConfig
 from fm_image.data import DATASETS
 from fm_image.demo import DEMO
 from fm_image.models import PRESETS
@@ -111,6 +111,38 @@ def _objective_args(p: argparse.ArgumentParser) -> None:
         help="training-time distribution",
     )
     a("--source", default=d.source, choices=("mask", "uniform"), help="source of --flow discrete")
+    a(
+        "--path",
+        default=d.path,
+        choices=DISCRETE_PATHS,
+        help="--flow discrete path: mixture, or metric (p_t(x|x_1) ~ exp(-beta_t d(x, x_1)) over "
+        "intensity levels; uniform source, --source does not apply)",
+    )
+    a(
+        "--metric-distance",
+        default=d.metric_distance,
+        choices=("abs", "square"),
+        help="--path metric: d = |x - z| / (levels - 1), or its square",
+    )
+    a(
+        "--metric-beta",
+        type=float,
+        default=d.metric_beta,
+        help="--path metric: c of beta_t = c (t / (1 - t))^a",
+    )
+    a(
+        "--metric-power",
+        type=float,
+        default=d.metric_power,
+        help="--path metric: a of beta_t = c (t / (1 - t))^a",
+    )
+    a(
+        "--discrete-loss",
+        default=d.discrete_loss,
+        choices=("gkl", "ce"),
+        help="--flow discrete loss: gkl (generalized KL, the ELBO's integrand) or ce "
+        "(cross-entropy of the posterior; same minimiser)",
+    )
     a(
         "--ot-coupling",
         default=d.ot_coupling,

@@ -15,6 +15,7 @@ from fm_image.models import PRESETS
 
 __all__ = [
     "APP",
+    "DISCRETE_PATHS",
     "OBJECTIVES",
     "RESUME_FREE",
     "SCHEDULERS",
@@ -28,6 +29,9 @@ __all__ = [
 APP = "fm-image"
 SCHEDULERS = ("condot", "cosine", "vp", "linear-vp", "poly2", "poly3")
 TIME_SAMPLERS = ("uniform", "logit-normal", "skewed")
+#: ``--flow discrete`` paths: ``mixture`` (mask or uniform source) or ``metric`` (Shaul et al. 2025:
+#: $p_t(x \mid x_1) \propto e^{-\beta_t d(x, x_1)}$ over intensity levels, uniform source).
+DISCRETE_PATHS = ("mixture", "metric")
 #: ``fm``: flow matching (a velocity model); ``meanflow`` / ``imf``: a flow-map model for 1-4 steps.
 OBJECTIVES = ("fm", "meanflow", "imf")
 #: Options a resumed run may change; every other field must match the run's config.json.
@@ -74,6 +78,11 @@ class TrainConfig:
     scheduler: str = "condot"
     time_sampler: str = "uniform"
     source: str = "mask"
+    path: str = "mixture"
+    metric_distance: str = "abs"
+    metric_beta: float = 10.0
+    metric_power: float = 1.0
+    discrete_loss: str = "gkl"
     ot_coupling: bool = False
     objective: str = "fm"
     mf_equal_fraction: float = 0.5
@@ -166,6 +175,7 @@ class TrainConfig:
             self.source in ("mask", "uniform"),
             f"--source must be mask or uniform; got {self.source!r}",
         )
+        self._check_discrete_path()
         _need(
             not (self.ot_coupling and self.flow == "discrete"),
             "--ot-coupling applies to --flow continuous only",
@@ -185,6 +195,29 @@ class TrainConfig:
         _need(
             self.mf_time in ("meanflow", "uniform"),
             f"--mf-time must be meanflow or uniform; got {self.mf_time!r}",
+        )
+
+    def _check_discrete_path(self) -> None:
+        _need(
+            self.path in DISCRETE_PATHS,
+            f"--path must be one of {', '.join(DISCRETE_PATHS)}; got {self.path!r}",
+        )
+        _need(
+            self.discrete_loss in ("gkl", "ce"),
+            f"--discrete-loss must be gkl or ce; got {self.discrete_loss!r}",
+        )
+        if self.path != "metric":
+            return
+        _need(self.flow == "discrete", "--path metric applies to --flow discrete only")
+        _need(
+            self.metric_distance in ("abs", "square"),
+            f"--metric-distance must be abs or square; got {self.metric_distance!r}",
+        )
+        _need(self.metric_beta > 0, f"--metric-beta must be positive, got {self.metric_beta}")
+        _need(self.metric_power >= 1, f"--metric-power must be >= 1, got {self.metric_power}")
+        _need(
+            self.time_sampler in ("uniform", "logit-normal"),
+            f"--path metric needs --time-sampler uniform or logit-normal; got {self.time_sampler!r}",
         )
 
     def _check_run(self) -> None:

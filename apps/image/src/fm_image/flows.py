@@ -27,7 +27,14 @@ from fm_core import (
 from fm_core.solver._registry import get_method
 from fm_image.config import TrainConfig
 
-__all__ = ["ContinuousFlow", "DiscreteFlow", "StepSlice", "make_flow"]
+__all__ = [
+    "METRIC_DISTANCES",
+    "ContinuousFlow",
+    "DiscreteFlow",
+    "StepSlice",
+    "intensity_distance",
+    "make_flow",
+]
 
 
 class StepSlice:
@@ -175,8 +182,52 @@ class _NoMaskLogits(nn.Module):
         return forbid_token(self.model(x, t, label).float(), self.mask)
 
 
+def intensity_distance(levels: int, kind: str = "abs") -> Tensor:
+    r"""$d(x, z)$ between intensity levels, ``[levels, levels]`` float64, scaled so that its maximum is 1.
+
+    ``"abs"``: $|x - z| / (L - 1)$; ``"square"``: $\big(|x - z| / (L - 1)\big)^2$. The scaling makes
+    ``--metric-beta`` mean the same for any number of levels.
+
+    Example:
+        >>> intensity_distance(3, "square")
+        tensor([[0.0000, 0.2500, 1.0000],
+                [0.2500, 0.0000, 0.2500],
+                [1.0000, 0.2500, 0.0000]], dtype=torch.float64)
+    """
+    if levels < 2:
+        raise ValueError(f"levels must be >= 2, got {levels}")
+    if kind not in METRIC_DISTANCES:
+        raise ValueError(f"distance must be one of {', '.join(METRIC_DISTANCES)}; got {kind!r}")
+    v = torch.arange(levels, dtype=torch.float64) / (levels - 1)
+    d = (v[:, None] - v[None, :]).abs()
+    return d if kind == "abs" else d.square()
+
+
+#: Distances between intensity levels for ``--path metric``.
+METRIC_DISTANCES = ("abs", "square")
+
+
+def make_discrete_path(cfg: TrainConfig, levels: int):
+    """The discrete path of ``cfg.path``: the mixture path or the metric path on pixel intensities."""
+    if getattr(cfg, "path", "mixture") == "metric":
+        from fm_discrete import MetricDiscreteProbPath, PolynomialBetaSchedule
+
+        schedule = PolynomialBetaSchedule(scale=cfg.metric_beta, power=cfg.metric_power)
+        return MetricDiscreteProbPath(intensity_distance(levels, cfg.metric_distance), schedule)
+    from fm_discrete import MixtureDiscreteProbPath
+
+    return MixtureDiscreteProbPath(make_scheduler(cfg.scheduler))
+
+
 class DiscreteFlow:
-    """Pixels as tokens over their intensity levels: mixture path, generalized KL, CTMC Euler.
+    r"""Pixels as tokens over their intensity levels: a discrete path, generalized KL, CTMC Euler.
+
+    ``cfg.path``: ``"mixture"`` (``MixtureDiscreteProbPath`` with ``cfg.scheduler``, mask or
+    uniform ``source``) or ``"metric"`` (``MetricDiscreteProbPath`` with the distance
+    ``cfg.metric_distance`` between intensity levels and $\beta_t = c\,(t/(1-t))^a$,
+    $c$ = ``metric_beta``, $a$ = ``metric_power``; uniform source). Both train with the path's
+    generalized KL (the ELBO's integrand; ``discrete_loss="gkl"``) or the posterior's
+    cross-entropy (``"ce"``), and sample with ``MixtureDiscreteEulerSolver``.
 
     Args:
         cfg: the run's configuration (``source``: ``"mask"`` or ``"uniform"``; a convex scheduler).
@@ -188,17 +239,30 @@ class DiscreteFlow:
     def __init__(
         self, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, levels: int
     ) -> None:
-        from fm_discrete import MixtureDiscreteProbPath, MixturePathGeneralizedKL
+        from fm_discrete import (
+            MetricPathGeneralizedKL,
+            MixturePathCrossEntropy,
+            MixturePathGeneralizedKL,
+        )
 
         self.cfg = cfg
         self.shape = tuple(shape)
         self.num_classes = num_classes
         self.levels = levels
-        self.mask = levels if cfg.source == "mask" else None
+        self.metric = getattr(cfg, "path", "mixture") == "metric"
+        self.mask = levels if cfg.source == "mask" and not self.metric else None
         self.vocab = levels + 1 if self.mask is not None else levels
-        self.path = MixtureDiscreteProbPath(make_scheduler(cfg.scheduler))
-        self.loss_fn = MixturePathGeneralizedKL(self.path)
-        self.time_sampler = make_time_sampler(cfg.time_sampler, self.path.scheduler)
+        self.path = make_discrete_path(cfg, levels)
+        if getattr(cfg, "discrete_loss", "gkl") == "ce":
+            # Same minimiser (the posterior), every time weighted equally; on the mixture path
+            # only the positions still away from x_1 count (the masked ones with a mask source).
+            self.loss_fn = MixturePathCrossEntropy(only_changed=not self.metric)
+        elif self.metric:
+            self.loss_fn = MetricPathGeneralizedKL(self.path)
+        else:
+            self.loss_fn = MixturePathGeneralizedKL(self.path)
+        scheduler = None if self.metric else self.path.scheduler
+        self.time_sampler = make_time_sampler(cfg.time_sampler, scheduler)
 
     def _source(self, n: int, s: StepSlice | None, dev, g) -> Tensor:
         size = n if s is None else s.size

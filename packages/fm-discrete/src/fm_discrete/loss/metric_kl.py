@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from fm_discrete.loss._inputs import check_loss_inputs, check_reduction, reduce
-from fm_discrete.path.metric import MetricDiscreteProbPath
+from fm_discrete.path.metric import _BLOCK_ELEMENTS, MetricDiscreteProbPath
 
 __all__ = ["MetricPathGeneralizedKL"]
 
@@ -66,13 +66,56 @@ class MetricPathGeneralizedKL(nn.Module):
             )
         dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
         target = self.path.conditional_velocity(x_t, x_1, t).to(dtype)
-        model = self.path.posterior_to_velocity(logits.to(dtype), x_t, t)
+        # The model's rates in log space: a confident wrong posterior underflows u^θ to 0 where
+        # u^c > 0 (an infinite loss, then NaN weights); its logarithm stays finite.
+        log_m = _model_log_rates(self.path, logits.to(dtype), x_t, t)
         off = torch.ones_like(target, dtype=torch.bool).scatter_(-1, x_t.unsqueeze(-1), False)
         u_c = torch.where(off, target, 0.0)
-        u_m = torch.where(off, model, 0.0)
+        u_m = torch.where(off, log_m.exp(), 0.0)
         # u^c log(u^c / u^θ) is 0 where u^c = 0, whatever u^θ (log of 0 kept out by where()).
         safe_c = torch.where(u_c > 0, u_c, 1.0)
-        safe_m = torch.where(u_c > 0, u_m, 1.0)
-        log_term = torch.where(u_c > 0, u_c * (safe_c.log() - safe_m.log()), 0.0)
+        safe_m = torch.where(u_c > 0, log_m, 0.0)
+        log_term = torch.where(u_c > 0, u_c * (safe_c.log() - safe_m), 0.0)
         loss = (log_term - u_c + u_m).sum(-1)
         return reduce(loss, self.reduction)
+
+
+def _model_log_rates(
+    path: MetricDiscreteProbPath, logits: Tensor, x_t: Tensor, t: Tensor
+) -> Tensor:
+    r"""$\log u^\theta_t(x, x_t)$ for every $x$ (``-inf`` where the rate is 0, at $x_t$ among them).
+
+    $\log\dot\beta_t + \operatorname{logsumexp}_y\big[\log p^\theta_{1|t}(y) + \log p_t(x \mid y)
+    + \log\,[d(x_t, y) - d(x, y)]_+\big]$, in blocks of about $2^{22}$ entries of ``[y, x]``.
+    """
+    vocab = path.vocabulary_size
+    batch = x_t.shape[0]
+    dtype = logits.dtype
+    log_post = torch.log_softmax(logits, dim=-1).reshape(batch, -1, vocab)
+    flat_x = x_t.reshape(batch, -1)
+    beta, d_beta = path.schedule(t.reshape(batch).double().clamp(max=1.0 - path.eps))
+    d = path.distance.to(device=logits.device, dtype=torch.float64)  # d[x, y]
+    d_y = d.T  # [y, x]: d(x, y) for target y
+    # log p_t(x | y) per row: [B, y, x] (finite: beta is finite before t = 1).
+    log_p = torch.log_softmax(torch.where(d_y == 0, 0.0, -beta[:, None, None] * d_y), dim=-1)
+    log_p = log_p.to(dtype)
+    log_d_beta = d_beta.log().to(dtype)
+    rows, cols = torch.meshgrid(
+        torch.arange(batch, device=x_t.device),
+        torch.arange(flat_x.shape[1], device=x_t.device),
+        indexing="ij",
+    )
+    rows, cols = rows.reshape(-1), cols.reshape(-1)
+    step = max(1, _BLOCK_ELEMENTS // (vocab * vocab))
+    out = []
+    for s in range(0, rows.numel(), step):
+        r, c = rows[s : s + step], cols[s : s + step]
+        z = flat_x[r, c]
+        log_gap = (d[z].unsqueeze(-1) - d_y.unsqueeze(0)).clamp_min(0.0).log().to(dtype)
+        terms = log_post[r, c].unsqueeze(-1) + log_p[r] + log_gap  # [n, y, x]
+        # A rate that is 0 (every y's gap is 0) stays -inf with a zero, not NaN, gradient.
+        none = torch.isneginf(terms).all(dim=1, keepdim=True)
+        lse = torch.logsumexp(torch.where(none, 0.0, terms), dim=1)
+        lse = torch.where(none.squeeze(1), float("-inf"), lse)
+        out.append(lse + log_d_beta[r, None])
+    return torch.cat(out).reshape(logits.shape)

@@ -291,6 +291,21 @@ class MetricDiscreteProbPath(ProbPath):
         beta, d_beta = self.schedule(t_b.double().clamp(max=1.0 - self.eps))
         d = self.distance.to(device=posterior.device, dtype=torch.float64)  # d[x, y]
         d_y = d.T  # [y, x]: d(x, y) for target y
+        rows_per_block = _BLOCK_ELEMENTS // max(1, flat_x.shape[1] * vocab * vocab)
+        if rows_per_block >= 2 and vocab**3 <= _BLOCK_ELEMENTS:
+            # Small V (pixels): many rows per block, the gaps [d(z, y) - d(x, y)]_+ of every
+            # (z, y, x) tabulated once, in the posterior's dtype (4x faster than the row loop).
+            dt = posterior.dtype
+            gaps = (d.unsqueeze(-1) - d_y.unsqueeze(0)).clamp_min(0.0).to(dt)  # [z, y, x]
+            out = []
+            for r in range(0, batch, rows_per_block):
+                rows = slice(r, r + rows_per_block)
+                logits = torch.where(d_y == 0, 0.0, -beta[rows, None, None] * d_y)
+                p_y = torch.softmax(logits, dim=-1).to(dt)  # [r, y, x]
+                weight = p_y.unsqueeze(1) * gaps[flat_x[rows]]  # [r, n, y, x]
+                scale = d_beta[rows, None, None].to(dt)
+                out.append(torch.einsum("rny,rnyx->rnx", flat_p[rows], weight) * scale)
+            return _with_diagonal(torch.cat(out).reshape(posterior.shape), x_t)
         out = []
         for b in range(batch):
             # p_t(x | y) for every target y: [V_y, V_x].
