@@ -85,7 +85,7 @@ def test_confidence_bias_matches_closed_form():
 def test_remdm_keeps_factorised_target_and_remasks():
     q1 = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
     q = torch.outer(q1, q1.flip(0)).reshape(-1)
-    sampler = MaskedDiffusionSampler(_model(q), V, MASK, cache=False)
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
     x = sampler.sample(
         torch.full((N // 2, L), MASK),
         16,
@@ -137,7 +137,7 @@ def test_prompt_and_suffix_are_kept(method):
     assert (x[:, 0] == 1).all() and (x[:, -1] == 2).all() and not (x == MASK).any()
 
 
-def test_cache_skips_calls_when_nothing_changed():
+def test_a_step_with_nothing_to_decode_makes_no_model_call():
     calls = []
 
     def model(x, t):
@@ -145,11 +145,28 @@ def test_cache_skips_calls_when_nothing_changed():
         return torch.zeros(*x.shape, V)
 
     sampler = MaskedDiffusionSampler(model, V, MASK)
-    sampler.sample(torch.full((2, 4), MASK), 64, method="random")
-    assert sampler.last_nfe == len(calls) <= 4  # 4 tokens: at most 4 distinct states to score
-    sampler = MaskedDiffusionSampler(model, V, MASK, cache=False)
-    sampler.sample(torch.full((2, 4), MASK), 64, method="random")
-    assert sampler.last_nfe == 56  # round(4 k / 64) reaches 4 at step 56: a call per step till then
+    x = sampler.sample(torch.full((2, 4), MASK), 64, method="random")
+    assert not (x == MASK).any()
+    # round(4 k / 64) grows at 4 of the 64 steps: the others decode nothing and call nothing
+    assert sampler.last_nfe == len(calls) == 4
+
+
+def test_only_the_decoded_positions_are_scored():
+    sampler = MaskedDiffusionSampler(lambda x, t: torch.zeros(*x.shape, V), V, MASK)
+    drawn = []
+    original = sampler._logits
+
+    def spy(x, t, extras, rows=None):
+        logits = original(x, t, extras, rows)
+        drawn.append(logits.shape[0])
+        return logits
+
+    sampler._logits = spy
+    sampler.sample(torch.full((3, 8), MASK), 4, method="random")
+    assert drawn == [6, 6, 6, 6]  # 2 of 8 positions a row per step, 3 rows
+    drawn.clear()
+    sampler.sample(torch.full((3, 8), MASK), 4, method="confidence")
+    assert drawn == [24, 18, 12, 6]  # every masked position is scored for its confidence
 
 
 def test_guidance_with_equal_models_keeps_target():

@@ -28,15 +28,16 @@ Every method draws tokens in float64 (``dtype_categorical``) after ``temperature
 ``top_p`` (nucleus) filtering, keeps ``fixed_mask`` positions (prompt, suffix), supports
 classifier-free guidance (the guided posterior $\propto [(1+w)p^c - w\,p^u]_+$ chooses the token;
 the decoding order and times are those of the method) and a ``generator``; ``last_nfe`` counts
-model calls. With ``cache=True`` (default) a step whose state equals the last evaluated state
-reuses that output instead of calling the model: exact for the time-agnostic posterior of a mask
-source (a network that also reads $t$ sees the earlier time).
+model calls. Only the positions a step may decode are scored and drawn: on the CPU the model's
+output is cut to them before the float64 work, and a step that decodes no position (its count
+is 0) makes no model call, so with 64 steps and 4 tokens ``"random"`` calls the model 4 times.
 
-**No host sync inside the loops on an accelerator.** Stopping early once nothing is masked and the
-cache's comparison of states read values back from the device; they run on the CPU only (where
-the read costs nothing) and outside ``torch.compile``. On a GPU every step runs and the model is
-called each step (``last_nfe`` = ``steps``; ``threshold`` then makes its remaining calls on a
-finished sequence, which changes nothing). ``first_hitting`` reads the largest masked count once,
+**No host sync inside the loops on an accelerator.** Stopping early once nothing is masked,
+skipping a step with nothing to decode and cutting the output to the decoded positions read
+values back from the device; they run on the CPU only (where the read costs nothing) and outside
+``torch.compile``. On a GPU every step runs, scores every position and calls the model
+(``last_nfe`` = ``steps``; ``threshold`` then makes its remaining calls on a finished sequence,
+which changes nothing). ``first_hitting`` reads the largest masked count once,
 before its loop, and then runs exactly that many steps on every device.
 """
 
@@ -52,7 +53,6 @@ from fm_core.path.scheduler.scheduler import ConvexScheduler
 from fm_core.solver.solver import Solver
 from fm_core.utils.checks import check_same_device, check_tensor
 from fm_discrete._checks import check_tokens, check_vocabulary_size
-from fm_discrete.solver.step import gumbel_argmax
 
 __all__ = ["MASKED_METHODS", "MaskedDiffusionSampler"]
 
@@ -68,7 +68,6 @@ class MaskedDiffusionSampler(Solver):
         mask_token: the mask id.
         scheduler: $\kappa_t$ of the training path (default ``CondOTScheduler()``).
         model_output: ``"logits"`` (default) or ``"probs"``.
-        cache: reuse the last output when the state has not changed (default ``True``).
 
     Example:
         >>> model = lambda x, t: torch.zeros(*x.shape, 11)  # uniform over 10 tokens + mask
@@ -86,7 +85,6 @@ class MaskedDiffusionSampler(Solver):
         *,
         scheduler: ConvexScheduler | None = None,
         model_output: str = "logits",
-        cache: bool = True,
     ) -> None:
         super().__init__()
         if not callable(model):
@@ -105,7 +103,6 @@ class MaskedDiffusionSampler(Solver):
         if model_output not in ("logits", "probs"):
             raise ValueError(f"model_output must be 'logits' or 'probs', got {model_output!r}")
         self.model_output = model_output
-        self.cache = bool(cache)
         self.last_nfe = 0
 
     @torch.no_grad()
@@ -156,7 +153,6 @@ class MaskedDiffusionSampler(Solver):
         if guidance_scale != 0 and unconditional_model_extras is None:
             raise ValueError("unconditional_model_extras is required when guidance_scale != 0")
         self.last_nfe = 0
-        self._cached = None
         self._draw_kw = dict(
             temperature=temperature,
             top_k=top_k,
@@ -186,15 +182,21 @@ class MaskedDiffusionSampler(Solver):
             if method == "remdm":
                 x = self._remdm_step(x, free, t, kappa[k], kappa[k + 1], eta, remask)
                 continue
-            tokens, conf = self._draw(x, t)
             if method == "threshold":
+                tokens, conf = self._draw(x, t, masked)
                 chosen = masked if last else _above_threshold(masked, conf, threshold)
-            else:
-                done = total - masked.sum(-1)
-                target = torch.floor(total.double() * kappa[k + 1] + 0.5).long()
-                count = (total if last else target.clamp(max=total)) - done
-                score = conf if method == "confidence" else self._uniform(conf, generator)
+                x = torch.where(chosen, tokens, x)
+                continue
+            done = total - masked.sum(-1)
+            target = torch.floor(total.double() * kappa[k + 1] + 0.5).long()
+            count = (total if last else target.clamp(max=total)) - done
+            if method == "confidence":
+                tokens, score = self._draw(x, t, masked & (count > 0).unsqueeze(-1))
                 chosen = _top_count(torch.where(masked, score, -1.0), count) & masked
+            else:  # random: the positions do not depend on the tokens, so draw only theirs
+                score = self._uniform(masked, generator)
+                chosen = _top_count(torch.where(masked, score, -1.0), count) & masked
+                tokens, _ = self._draw(x, t, chosen)
             x = torch.where(chosen, tokens, x)
         return x
 
@@ -209,11 +211,11 @@ class MaskedDiffusionSampler(Solver):
             sigma_max = min(1.0, (1.0 - k_next) / k)
             sigma = min(eta, sigma_max) if remask == "cap" else eta * sigma_max
         unmask_p = 1.0 if k >= 1.0 else min(max((k_next - (1.0 - sigma) * k) / (1.0 - k), 0.0), 1.0)
-        tokens, _ = self._draw(x, t)
         gen = self._draw_kw["generator"]
         u = torch.rand(x.shape, dtype=torch.float64, device=x.device, generator=gen)
         go = masked & (u < unmask_p)
         back = decoded & (u < sigma)
+        tokens, _ = self._draw(x, t, go)
         x = torch.where(go, tokens, x)
         return torch.where(back, torch.full_like(x, self.mask_token), x)
 
@@ -231,37 +233,57 @@ class MaskedDiffusionSampler(Solver):
             t = self.scheduler.kappa_inverse((1.0 - one_minus).clamp(0.0, 1.0)).clamp(0.0, 1.0)
             pick = self._uniform(torch.zeros_like(masked, dtype=torch.float64), generator)
             pos = torch.where(masked, pick, -1.0).argmax(-1, keepdim=True)
-            tokens, _ = self._draw(x, t.to(torch.get_default_dtype()))
             chosen = torch.zeros_like(masked).scatter_(-1, pos, True) & masked
+            tokens, _ = self._draw(x, t.to(torch.get_default_dtype()), chosen)
             x = torch.where(chosen, tokens, x)
         return x
 
     # ---- pieces ----
 
-    def _draw(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
-        """A token per position from the filtered posterior, and that token's probability."""
+    def _draw(self, x: Tensor, t: Tensor, where: Tensor) -> tuple[Tensor, Tensor]:
+        """A token per position from the filtered posterior, and that token's probability.
+
+        Only the positions of the bool ``where`` are drawn (elsewhere: the token of ``x`` and
+        probability 0). On the CPU the model's output is cut to those rows first, so the
+        float64 work scales with the positions decoded, not with ``B * L``; on an accelerator
+        every position is processed (cutting would need the count on the host). The draw is
+        exact inverse-CDF sampling in ``dtype_categorical``: one uniform per position.
+        """
         kw = self._draw_kw
-        logp = self._log_posterior(x, t, kw["extras"])
+        rows = where.nonzero(as_tuple=True) if _host_reads_free(x) else None
+        if rows is not None and rows[0].numel() == 0:  # nothing to draw: no model call
+            return x, torch.zeros(x.shape, dtype=kw["dtype"], device=x.device)
+        logits = self._logits(x, t, kw["extras"], rows)
         if kw["guidance_scale"] != 0:
-            logp_u = self._log_posterior(x, t, kw["uncond"], cache=False)
+            uncond = self._logits(x, t, kw["uncond"], rows)
             w = kw["guidance_scale"]
-            q = ((1.0 + w) * logp.exp() - w * logp_u.exp()).clamp_min(0.0)
-            logp = q.log()
-        logp = logp / kw["temperature"]
-        logp = _filter(logp, kw["top_k"], kw["top_p"])
-        logp = torch.log_softmax(logp, dim=-1)
-        vocab = logp.shape[-1]
-        tokens = gumbel_argmax(
-            logp.reshape(-1, vocab), dtype=kw["dtype"], generator=kw["generator"]
-        ).view(x.shape)
-        conf = logp.gather(-1, tokens.unsqueeze(-1)).squeeze(-1).exp()
+            q = (1.0 + w) * torch.softmax(logits, -1) - w * torch.softmax(uncond, -1)
+            logits = q.clamp_min_(0.0).log_()
+        if kw["temperature"] != 1.0:
+            logits = logits / kw["temperature"]
+        if kw["top_k"] is not None or kw["top_p"] is not None:
+            logits = _filter(logits, kw["top_k"], kw["top_p"])
+        p = torch.softmax(logits, dim=-1)  # [N, V] in dtype_categorical
+        cdf = p.cumsum(-1)
+        total = cdf[:, -1:]
+        u = torch.rand(total.shape, dtype=p.dtype, device=p.device, generator=kw["generator"])
+        # strictly below the total: the token found always has positive probability
+        v = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+        drawn = torch.searchsorted(cdf, v, right=True).clamp_max_(p.shape[-1] - 1)
+        prob = p.gather(-1, drawn) / total
+        if rows is None:
+            tokens = torch.where(where, drawn.view(x.shape), x)
+            return tokens, torch.where(where, prob.view(x.shape), 0.0)
+        tokens, conf = x.clone(), torch.zeros(x.shape, dtype=prob.dtype, device=x.device)
+        tokens[rows], conf[rows] = drawn.squeeze(-1), prob.squeeze(-1)
         return tokens, conf
 
-    def _log_posterior(self, x: Tensor, t: Tensor, extras: dict, cache: bool = True) -> Tensor:
-        """float64 log-probabilities ``[B, L, V]`` with the mask ruled out; cached by state."""
-        cache = cache and self.cache and _host_reads_free(x)
-        if cache and self._cached is not None and torch.equal(self._cached[0], x):
-            return self._cached[1]
+    def _logits(self, x: Tensor, t: Tensor, extras: dict, rows=None) -> Tensor:
+        """Posterior logits ``[N, V]`` in ``dtype_categorical``, the mask ruled out (``-inf``).
+
+        ``N`` counts the positions ``rows`` selects (all ``B * L`` when ``None``). Unnormalised:
+        a softmax gives the posterior.
+        """
         out = self.model(x=x, t=t, **extras)
         self.last_nfe += 1
         if out.shape != (*x.shape, self.vocabulary_size):
@@ -269,13 +291,12 @@ class MaskedDiffusionSampler(Solver):
                 f"model output must have shape {(*x.shape, self.vocabulary_size)}, "
                 f"got {tuple(out.shape)}"
             )
-        out = out.double()
-        logp = out.clamp_min(0.0).log() if self.model_output == "probs" else out
-        logp = logp.index_fill(-1, torch.tensor([self.mask_token], device=x.device), -torch.inf)
-        logp = torch.log_softmax(logp, dim=-1)
-        if cache:
-            self._cached = (x.clone(), logp)
-        return logp
+        out = out.reshape(-1, self.vocabulary_size) if rows is None else out[rows]
+        logits = out.to(self._draw_kw["dtype"], copy=True)
+        if self.model_output == "probs":
+            logits = logits.clamp_min_(0.0).log_()
+        logits[:, self.mask_token] = -torch.inf
+        return logits
 
     def _uniform(self, like: Tensor, generator) -> Tensor:
         return torch.rand(like.shape, dtype=torch.float64, device=like.device, generator=generator)
