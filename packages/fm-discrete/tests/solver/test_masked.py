@@ -229,3 +229,22 @@ def test_no_host_read_inside_the_loop_off_the_cpu(method, monkeypatch):
         assert sampler.last_nfe == (16 if method == "first_hitting" else steps)  # no cache, no stop
         counts.append(reads.n)
     assert counts[0] == counts[1], counts
+
+
+def test_choice_temperature_moves_confidence_order_to_random_order():
+    # MaskGIT's Gumbel noise on the order: with a huge temperature the order is uniform, and one
+    # position per call in uniform order is exact (as "random"); at 0 it is plain confidence,
+    # whose bias on this target is real (test above).
+    q = _joint()
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    x0 = torch.full((N, L), MASK)
+    noisy = sampler.sample(x0, L, method="confidence", choice_temperature=1e6,
+                           generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert _tv(noisy, q) <= 0.01
+    plain = sampler.sample(x0, L, method="confidence", generator=torch.Generator().manual_seed(0))
+    zero = sampler.sample(x0, L, method="confidence", choice_temperature=0.0,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+    assert torch.equal(plain, zero)
+    assert _tv(plain, q) > 0.03
+    with pytest.raises(ValueError, match="choice_temperature must be a number >= 0"):
+        sampler.sample(x0[:2], L, method="confidence", choice_temperature=-1.0)

@@ -10,7 +10,10 @@ question of *order* and *count*: which masked positions to decode at each model 
   the rest (the Euler sampler's factorisation error).
 - ``"confidence"``: the same counts, but the positions whose drawn token has the highest
   probability (MaskGIT / LLaDA-style). **Biased toward likely tokens** (mode seeking): it lowers
-  entropy; the bias on a two-position target is computed in closed form in the tests.
+  entropy; the bias on a two-position target is computed in closed form in the tests. With
+  ``choice_temperature`` $\tau > 0$ the order is MaskGIT's: positions ranked by
+  $\log p + \tau (1 - k/K)\, g$, $g$ standard Gumbel noise annealed to 0 over the $K$ steps,
+  which moves the choice from random order ($\tau \to \infty$) to pure confidence ($\tau = 0$).
 - ``"threshold"``: decode every masked position whose drawn token has probability ``>= threshold``
   (at least the most confident one per row); the number of calls adapts (at most ``steps``; the
   last step decodes everything left).
@@ -116,6 +119,7 @@ class MaskedDiffusionSampler(Solver):
         top_k: int | None = None,
         top_p: float | None = None,
         threshold: float = 0.9,
+        choice_temperature: float = 0.0,
         eta: float = 0.05,
         remask: str = "cap",
         fixed_mask: Tensor | None = None,
@@ -136,6 +140,8 @@ class MaskedDiffusionSampler(Solver):
             top_k: keep the ``top_k`` most likely tokens (``None``: all).
             top_p: keep the smallest set of tokens of probability ``>= top_p`` (``None``: all).
             threshold: confidence threshold of ``"threshold"``, in ``(0, 1]``.
+            choice_temperature: Gumbel noise on the confidence order of ``"confidence"``
+                (MaskGIT's; ``0``: none), ``>= 0``.
             eta: re-masking strength of ``"remdm"``, in ``[0, 1]``.
             remask: ``"cap"`` or ``"rescale"`` (``"remdm"``).
             fixed_mask: bool ``[B, L]``, ``True`` where ``x_init`` is kept (prompt, suffix).
@@ -149,6 +155,10 @@ class MaskedDiffusionSampler(Solver):
             Long ``[B, L]``.
         """
         self._check(x_init, steps, method, temperature, top_k, top_p, threshold, eta, remask)
+        if not (isinstance(choice_temperature, (int, float)) and choice_temperature >= 0):
+            raise ValueError(
+                f"choice_temperature must be a number >= 0, got {choice_temperature!r}"
+            )
         _check_fixed_mask(x_init, fixed_mask)
         if guidance_scale != 0 and unconditional_model_extras is None:
             raise ValueError("unconditional_model_extras is required when guidance_scale != 0")
@@ -192,7 +202,10 @@ class MaskedDiffusionSampler(Solver):
             count = (total if last else target.clamp(max=total)) - done
             if method == "confidence":
                 tokens, score = self._draw(x, t, masked & (count > 0).unsqueeze(-1))
-                chosen = _top_count(torch.where(masked, score, -1.0), count) & masked
+                if choice_temperature > 0:
+                    noise = -torch.log(-torch.log(self._uniform(score, generator)))
+                    score = score.log() + choice_temperature * (1.0 - k / steps) * noise
+                chosen = _top_count(torch.where(masked, score, -torch.inf), count) & masked
             else:  # random: the positions do not depend on the tokens, so draw only theirs
                 score = self._uniform(masked, generator)
                 chosen = _top_count(torch.where(masked, score, -1.0), count) & masked
