@@ -10,6 +10,8 @@ Judges (scikit-learn, RBF SVC on raw pixels in [0, 1]):
 
     python benchmarks/adaptation_digits.py finetune --run RUN2 --class K [--num 500]
     python benchmarks/adaptation_digits.py inpaint --npz FILE.npz
+    python benchmarks/adaptation_digits.py inpaint-masks --run RUN --out-dir DIR [--num 200]
+        [--seeds 0 1 2] [--guidance-scale G --temperature T --start-time T0]
 
 ``finetune`` samples RUN2 (ODE, midpoint, 20 NFE, as ``fm-image sample``) and prints a JSON line:
 ``judge_class_fraction``, ``spread_ratio`` (mean distance to the class centroid, samples / real
@@ -17,7 +19,10 @@ class-K digits of the training split), ``nn_ratio`` (median distance of a sample
 training image / the same for real held-out class-K digits: about 1 for novel digits, 0 for
 copies), ``nn_min``. ``inpaint`` prints ``judge_accuracy`` of the reconstructions against their
 true labels, the judge's accuracy on the unmasked originals, and ``nn_on_visible_accuracy`` (the
-label of the training image nearest on the visible pixels).
+label of the training image nearest on the visible pixels). ``inpaint-masks`` runs ``fm-image
+inpaint`` (its Python entry, the app's defaults unless given) for every mask and seed, judges each
+``.npz`` and prints one JSON line per run, then one per mask with the mean over the seeds (each
+seed draws other held-out digits, masks and noise) and the CPU seconds of the reconstructions.
 """
 
 from __future__ import annotations
@@ -104,6 +109,32 @@ def _nn_visible(data, xtr: np.ndarray, ytr: np.ndarray) -> float:
     return float((ytr[d.argmin(1)] == data["labels"]).mean())
 
 
+def inpaint_masks(run: str, out_dir: str, num: int, seeds: list[int], options: dict) -> None:
+    import time
+    from pathlib import Path
+
+    from fm_image.inpaint import MASKS, inpaint
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    for mask in MASKS:
+        rows = []
+        for seed in seeds:
+            c0 = time.process_time()
+            info = inpaint(run, mask=mask, num=num, out=f"{out_dir}/{mask}-s{seed}.png",
+                           seed=seed, device="cpu", **options)  # fmt: skip
+            cpu = time.process_time() - c0
+            judged = judge_inpaint(info["npz"])
+            row = {**info, **judged, "cpu_s": round(cpu, 1)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        mean = {k: float(np.mean([r[k] for r in rows])) for k in
+                ("judge_accuracy", "observed_rmse", "nn_on_visible_accuracy", "cpu_s")}  # fmt: skip
+        print(json.dumps({"summary": mask, "seeds": seeds, "num": num, **options,
+                          "per_seed": [r["judge_accuracy"] for r in rows],
+                          "max_observed_rmse": max(r["observed_rmse"] for r in rows),
+                          **{f"mean_{k}": v for k, v in mean.items()}}), flush=True)  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -114,7 +145,19 @@ def main() -> None:
     f.add_argument("--seed", type=int, default=123)
     i = sub.add_parser("inpaint")
     i.add_argument("--npz", required=True)
+    m = sub.add_parser("inpaint-masks")
+    m.add_argument("--run", required=True)
+    m.add_argument("--out-dir", required=True)
+    m.add_argument("--num", type=int, default=200)
+    m.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    for name in ("--guidance-scale", "--temperature", "--start-time"):
+        m.add_argument(name, type=float, default=None)
     a = p.parse_args()
+    if a.cmd == "inpaint-masks":
+        given = {k: getattr(a, k) for k in ("guidance_scale", "temperature", "start_time")}
+        options = {k: v for k, v in given.items() if v is not None}
+        inpaint_masks(a.run, a.out_dir, a.num, a.seeds, options)
+        return
     out = judge_finetune(a.run, a.k, a.num, a.seed) if a.cmd == "finetune" else judge_inpaint(a.npz)
     print(json.dumps(out))
 

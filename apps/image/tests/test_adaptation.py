@@ -82,6 +82,8 @@ def test_inpaint_writes_three_columns_and_npz(run_dir, tmp_path, capsys):
     assert main(argv) == 0
     info = _last_json(capsys)
     assert info["hidden_fraction"] == 0.5 and info["nfe"] == 4
+    # the defaults chosen by measurement (RESULTS.md, issue 18)
+    assert (info["guidance_scale"], info["temperature"], info["start_time"]) == (3.0, 0.3, 0.2)
     assert np.isfinite(info["observed_rmse"])
     data = np.load(tmp_path / "inp.npz")
     assert data["images"].shape == (5, 8, 8, 1) and data["images"].dtype == np.uint8
@@ -113,4 +115,8 @@ def test_inpaint_bad_input(run_dir, tmp_path, capsys):
     assert ".png" in capsys.readouterr().err
     assert main([*base, "--out", str(tmp_path / "a.png"), "--noise-std", "0"]) == 2
     assert "--noise-std" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a.png"), "--temperature", "-1"]) == 2
+    assert "--temperature" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "a.png"), "--start-time", "1"]) == 2
+    assert "--start-time" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())

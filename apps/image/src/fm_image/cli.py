@@ -299,7 +299,12 @@ def _adaptation_parsers(sub, fmt) -> None:
     a("--num", type=int, default=20, help="held-out images N")
     a("--out", required=True, help="output PNG (FILE.npz is written beside it)")
     a("--noise-std", type=float, default=0.05, help="measurement noise sigma_y (pixels in [-1, 1])")
-    a("--guidance-scale", type=float, default=1.0, help="PiGDM guidance weight gamma")
+    a("--guidance-scale", type=float, default=None,
+      help="PiGDM guidance weight gamma (default 3, chosen by measurement)")  # fmt: skip
+    a("--temperature", type=float, default=None,
+      help="source noise scale tau (default 0.3; 1: the posterior, 0: one deterministic answer)")  # fmt: skip
+    a("--start-time", type=float, default=None,
+      help="t0: start at t0 * y + (1 - t0) * noise (Pokle et al.; default 0.2)")  # fmt: skip
     a("--nfe", type=int, default=50, help="model evaluations (each also takes one backward)")
     a("--method", default="midpoint", help="ODE method")
     a("--seed", type=int, default=0, help="seed of the images, masks, noise")
@@ -417,10 +422,11 @@ def cmd_finetune(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_inpaint(args: argparse.Namespace, argv: list[str]) -> int:
     from fm_image.inpaint import inpaint
 
+    given = {k: getattr(args, k) for k in ("guidance_scale", "temperature", "start_time")}
     result = inpaint(
         args.run, mask=args.mask, num=args.num, out=args.out, noise_std=args.noise_std,
-        guidance_scale=args.guidance_scale, nfe=args.nfe, method=args.method, seed=args.seed,
-        device=args.device,
+        nfe=args.nfe, method=args.method, seed=args.seed, device=args.device,
+        **{k: v for k, v in given.items() if v is not None},
     )  # fmt: skip
     print(json.dumps(result))
     return 0

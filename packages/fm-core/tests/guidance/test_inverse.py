@@ -89,3 +89,65 @@ def test_bad_input():
     guided = PiGDMGuidedModel(flow, sch, lambda x: x[:, :1], y, 0.1)
     with pytest.raises(ValueError, match="measurement"):
         guided(torch.zeros(4, 2), torch.tensor(0.5))
+
+
+def test_temperature_scales_the_exact_posterior_covariance(problem):
+    """Gaussian prior, t0 = 0: x_1 is affine in x_0, so temperature tau samples N(m, tau^2 C)
+    exactly; tau = 0 lands on the posterior mean (= its mode). Tolerances as above, the
+    covariance's scaled by tau^2 (measured 0.0048 / 0.0014 at tau = 0.5; 9e-5 at tau = 0)."""
+    mu, s, M, y, sy = problem
+    mean, cov = _posterior(mu, s, M, y, sy)
+    guided = PiGDMGuidedModel(
+        GaussianFlow(mu, s).double(), CondOTScheduler(), lambda x: x @ M.T, y.expand(N, 2), sy,
+        prior_std=s, t_min=1e-3, cg_iters=2,
+    )  # fmt: skip
+    x0 = torch.randn(N, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
+    x = guided.sample(x0, steps=25, temperature=0.5)
+    assert (x.mean(0) - mean).abs().max() < 0.02
+    assert (torch.cov(x.T) - 0.25 * cov).abs().max() < 0.01
+    # tau = 1 would be 4x this covariance: the test can fail
+    assert (cov - 0.25 * cov).abs().max() > 0.05
+    guided.measurement = y.expand(8, 2)
+    x = guided.sample(x0[:8], steps=25, temperature=0.0)
+    assert (x - mean).abs().max() < 2e-3
+
+
+class _Spy(torch.nn.Module):
+    """A zero velocity that records where it is first evaluated."""
+
+    def forward(self, x, t):
+        if not hasattr(self, "first"):
+            self.first = (x.detach().clone(), float(t))
+        return 0.0 * x
+
+
+def test_start_time_starts_from_the_noised_measurement():
+    # Pokle et al.'s start: x_t0 = t0 * A^T y + (1 - t0) * tau * x_0 (CondOT), at time t0
+    mask = torch.tensor([1.0, 0.0, 1.0], dtype=F64)
+    y = torch.tensor([[0.8, 0.0, -0.4]], dtype=F64)
+    spy = _Spy()
+    guided = PiGDMGuidedModel(spy, CondOTScheduler(), lambda x: x * mask, y, 0.1)
+    x0 = torch.tensor([[1.0, -2.0, 0.5]], dtype=F64)
+    guided.sample(x0, steps=4, method="euler", start_time=0.25, temperature=0.5)
+    x_start, t_start = spy.first
+    assert t_start == 0.25
+    torch.testing.assert_close(x_start, 0.25 * y + 0.75 * 0.5 * x0)
+    # an explicit init replaces A^T y
+    spy = _Spy()
+    guided = PiGDMGuidedModel(spy, CondOTScheduler(), lambda x: x * mask, y, 0.1)
+    guided.sample(x0, steps=1, method="euler", start_time=0.5, init=torch.ones(1, 3, dtype=F64))
+    torch.testing.assert_close(spy.first[0], 0.5 * torch.ones(1, 3, dtype=F64) + 0.5 * x0)
+
+
+def test_sample_bad_input():
+    flow, sch, y = GaussianFlow(torch.zeros(2), 1.0), CondOTScheduler(), torch.zeros(4, 2)
+    guided = PiGDMGuidedModel(flow, sch, lambda x: x, y, 0.1)
+    x0 = torch.zeros(4, 2)
+    with pytest.raises(ValueError, match="start_time"):
+        guided.sample(x0, start_time=1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        guided.sample(x0, temperature=-0.5)
+    with pytest.raises(ValueError, match="steps"):
+        guided.sample(x0, steps=0)
+    with pytest.raises(ValueError, match="init"):
+        guided.sample(x0, start_time=0.2, init=torch.zeros(4, 3))
