@@ -83,3 +83,101 @@ def test_bad_flow_map_options_are_one_line_exit_2(tmp_path, capsys, args, messag
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err
     assert not (tmp_path / "r").exists()
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory):
+    from fm_image.config import TrainConfig
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("teacher") / "run"
+    train(TrainConfig(out=str(out), steps=3, batch_size=32, warmup_steps=0, log_every=1,
+                      ckpt_every=3, progress=False, sample_nfe=1))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize("reflow_loss", ["fm", "meanflow"])
+def test_reflow_run_makes_the_teachers_pairs_and_samples_in_nfe_jumps(
+    teacher_run, tmp_path, capsys, reflow_loss
+):
+    from fm_image.config import TrainConfig
+
+    out = tmp_path / "student"
+    summary = train(TrainConfig(out=str(out), objective="reflow", teacher=str(teacher_run),
+                                reflow_pairs=40, reflow_loss=reflow_loss, steps=2, batch_size=16,
+                                warmup_steps=0, log_every=1, ckpt_every=2, progress=False,
+                                sample_nfe=1))  # fmt: skip
+    assert summary["prepare_seconds"] > 0
+    assert "reflow pairs:" in capsys.readouterr().err
+    from fm_core.coupling import ReflowCoupling
+
+    pairs = ReflowCoupling(out / "reflow-pairs")
+    assert len(pairs) == 40 and pairs.labels is not None
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    assert all(torch.isfinite(torch.tensor(x["loss"])) for x in lines)
+    assert main(["evaluate", "--run", str(out), "--num", "20", "--nfe", "2",
+                 "--classifier-steps", "5"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nfe"] == 2
+
+
+def test_a_reflow_student_starts_as_its_teachers_velocity_for_every_jump(teacher_run):
+    from fm_image.flow_map import _init_from_teacher
+
+    teacher = load_run(teacher_run).model
+    student = build_model("tiny", channels=1, image_size=(8, 8), num_classes=10, flow_map=True)
+    x, t, label = torch.randn(3, 1, 8, 8), torch.tensor([0.0, 0.3, 0.5]), torch.tensor([1, 2, 10])
+    r = torch.tensor([1.0, 0.4, 0.75])
+    assert not torch.allclose(student(x, t, label, r=r), teacher(x, t, label))
+    _init_from_teacher(student, teacher)
+    torch.testing.assert_close(student(x, t, label, r=r), teacher(x, t, label))
+    with pytest.raises(ValueError, match="does not match"):
+        _init_from_teacher(student, build_model("unet-tiny", channels=1, image_size=(8, 8),
+                                                num_classes=10))  # fmt: skip
+
+
+def test_bad_teachers_are_one_line_exit_2(teacher_run, flow_map_run, tmp_path, capsys):
+    cases = [
+        (["--objective", "reflow"], "needs --teacher"),
+        (["--teacher", str(teacher_run)], "applies to --objective reflow only"),
+        (["--objective", "reflow", "--teacher", str(tmp_path / "none")], "--teacher"),
+        (["--objective", "reflow", "--teacher", str(flow_map_run)], "must be an --objective fm"),
+        (["--objective", "reflow", "--teacher", str(teacher_run), "--model", "unet-tiny"], "model="),
+        (["--objective", "reflow", "--teacher", str(teacher_run), "--reflow-pairs", "0"],
+         "--reflow-pairs"),
+        (["--objective", "reflow", "--teacher", str(teacher_run), "--reflow-one-step", "2"],
+         "--reflow-one-step"),
+    ]  # fmt: skip
+    for args, message in cases:
+        code = main(["train", "--out", str(tmp_path / "r"), "--steps", "1", *args])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and message in err, (args, err)
+        assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("one_step", [1.0, 0.0])
+def test_reflow_loss_regresses_the_pairs_jump_at_the_one_step_fraction(
+    tiny_config, tmp_path, one_step
+):
+    """Every stored pair is (a, b); a model that returns b - a exactly at (t, r) = (0, 1) and 0
+    elsewhere has zero loss when the whole batch is at the 1-step jump, and not otherwise."""
+    from fm_image.flow_map import FlowMapObjective
+    from fm_image.flows import StepSlice
+
+    cfg = tiny_config(
+        tmp_path / "r", objective="reflow", teacher="unused", reflow_one_step=one_step
+    )
+    flow = FlowMapObjective(cfg, (1, 8, 8), 10, 17)
+    a, b = torch.randn(1, 1, 8, 8), torch.randn(1, 1, 8, 8)
+    flow._pairs = (a.expand(5, -1, -1, -1), b.expand(5, -1, -1, -1), torch.arange(5))
+
+    def model(x, t, r, label):
+        jump = ((t == 0) & (r == 1)).float()[:, None, None, None]
+        return jump * (b - a)
+
+    loss = flow.loss(model, torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long),
+                     StepSlice(8, 0, 8), torch.Generator().manual_seed(0))  # fmt: skip
+    if one_step == 1.0:
+        assert float(loss) == 0.0
+    else:
+        assert float(loss) == pytest.approx(float((b - a).square().mean()), rel=1e-5)

@@ -13,7 +13,14 @@ import sys
 from pathlib import Path
 
 from fm_core.training import CLIParser, exit_process, explicit_options, run_cli
-from fm_image.config import DISCRETE_PATHS, OBJECTIVES, SCHEDULERS, TIME_SAMPLERS, TrainConfig
+from fm_image.config import (
+    DISCRETE_PATHS,
+    OBJECTIVES,
+    REFLOW_LOSSES,
+    SCHEDULERS,
+    TIME_SAMPLERS,
+    TrainConfig,
+)
 from fm_image.data import DATASETS
 from fm_image.demo import DEMO
 from fm_image.models import PRESETS
@@ -154,7 +161,8 @@ def _objective_args(p: argparse.ArgumentParser) -> None:
         default=d.objective,
         choices=OBJECTIVES,
         help="fm: a velocity model; meanflow / imf: a flow-map model sampled in 1-4 steps "
-        "(MeanFlow identity target / improved MeanFlow; --time-sampler does not apply)",
+        "(MeanFlow identity target / improved MeanFlow; --time-sampler does not apply); "
+        "reflow: a flow-map model trained on a --teacher's pairs",
     )
     a(
         "--mf-equal-fraction",
@@ -172,8 +180,34 @@ def _objective_args(p: argparse.ArgumentParser) -> None:
         "--mf-time",
         default=d.mf_time,
         choices=("meanflow", "uniform"),
-        help="flow-map objectives: time pairs from MeanFlow's logit-normal(-0.4, 1) or uniform "
-        "(more long jumps)",
+        help="--objective meanflow / imf: time pairs from MeanFlow's logit-normal(-0.4, 1) or "
+        "uniform (more long jumps); reflow draws uniform pairs",
+    )
+    a(
+        "--teacher",
+        default=d.teacher,
+        help="--objective reflow: the trained --objective fm run whose ODE makes the noise-image "
+        "pairs (guided by --mf-cfg-scale) and whose weights start the student",
+    )
+    a(
+        "--reflow-pairs",
+        type=int,
+        default=d.reflow_pairs,
+        help="--objective reflow: number of teacher pairs (stored in OUT/reflow-pairs)",
+    )
+    a(
+        "--reflow-loss",
+        default=d.reflow_loss,
+        choices=REFLOW_LOSSES,
+        help="--objective reflow: fm (u(x_t, t, r) regresses x_1 - x_0, no JVP) or meanflow "
+        "(MeanFlow's identity target on the pairs)",
+    )
+    a(
+        "--reflow-one-step",
+        type=float,
+        default=d.reflow_one_step,
+        help="--objective reflow: fraction of each batch at the 1-step jump t = 0, r = 1 (the "
+        "rest: two sorted uniform times, --mf-equal-fraction of them with r = t)",
     )
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "APP",
     "DISCRETE_PATHS",
     "OBJECTIVES",
+    "REFLOW_LOSSES",
     "RESUME_FREE",
     "SCHEDULERS",
     "TIME_SAMPLERS",
@@ -32,8 +33,12 @@ TIME_SAMPLERS = ("uniform", "logit-normal", "skewed")
 #: ``--flow discrete`` paths: ``mixture`` (mask or uniform source) or ``metric`` (Shaul et al. 2025:
 #: $p_t(x \mid x_1) \propto e^{-\beta_t d(x, x_1)}$ over intensity levels, uniform source).
 DISCRETE_PATHS = ("mixture", "metric")
-#: ``fm``: flow matching (a velocity model); ``meanflow`` / ``imf``: a flow-map model for 1-4 steps.
-OBJECTIVES = ("fm", "meanflow", "imf")
+#: ``fm``: flow matching (a velocity model); ``meanflow`` / ``imf``: a flow-map model for 1-4 steps;
+#: ``reflow``: a flow-map model trained on the noise-image pairs of a ``--teacher`` fm run.
+OBJECTIVES = ("fm", "meanflow", "imf", "reflow")
+#: ``--reflow-loss``: ``fm`` regresses $u(x_t, t, r)$ on $x_1 - x_0$ of the pair (no JVP);
+#: ``meanflow``: MeanFlow's identity target on the pairs.
+REFLOW_LOSSES = ("fm", "meanflow")
 #: Options a resumed run may change; every other field must match the run's config.json.
 RESUME_FREE = frozenset(
     {"out", "steps", "log_every", "ckpt_every", "keep", "workers", "compile", "device",
@@ -88,6 +93,10 @@ class TrainConfig:
     mf_equal_fraction: float = 0.5
     mf_cfg_scale: float = 0.3
     mf_time: str = "meanflow"
+    teacher: str | None = None
+    reflow_pairs: int = 60000
+    reflow_loss: str = "fm"
+    reflow_one_step: float = 0.5
     seed: int = 0
     bf16: bool = True
     compile: bool = False
@@ -196,6 +205,27 @@ class TrainConfig:
             self.mf_time in ("meanflow", "uniform"),
             f"--mf-time must be meanflow or uniform; got {self.mf_time!r}",
         )
+        self._check_reflow()
+
+    def _check_reflow(self) -> None:
+        _need(
+            (self.objective == "reflow") == (self.teacher is not None),
+            "--objective reflow needs --teacher RUN (an fm-image run of --objective fm), and "
+            "--teacher applies to --objective reflow only",
+        )
+        _need(self.reflow_pairs >= 1, f"--reflow-pairs must be >= 1, got {self.reflow_pairs}")
+        _need(
+            0 <= self.reflow_one_step <= 1,
+            f"--reflow-one-step must lie in [0, 1], got {self.reflow_one_step}",
+        )
+        _need(
+            self.reflow_loss in REFLOW_LOSSES,
+            f"--reflow-loss must be one of {', '.join(REFLOW_LOSSES)}; got {self.reflow_loss!r}",
+        )
+        if self.teacher is not None:
+            from fm_image.flow_map import check_teacher
+
+            check_teacher(self)
 
     def _check_discrete_path(self) -> None:
         _need(

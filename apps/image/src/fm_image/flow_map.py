@@ -1,13 +1,28 @@
-"""``--objective meanflow | imf``: a flow-map (average-velocity) model for 1-, 2- and 4-step images.
+r"""``--objective meanflow | imf | reflow``: flow-map (average-velocity) models for 1-4 step images.
 
 The recipe is fm-core's: ``MeanFlowLoss`` (one forward-mode JVP per step, adaptive weighting,
 classifier-free guidance folded into training with scale ``mf_cfg_scale``), ``TimePairSampler``
 (MeanFlow's logit-normal times, ``mf_equal_fraction`` of the pairs with ``r = t``) and
 ``FlowMapSolver`` (one network evaluation per jump). The network is the run's preset built with
 ``flow_map=True`` (a second time embedding for ``r - t``).
+
+``--objective reflow --teacher RUN``: the same network trained on the teacher's coupling. Before the
+first step the run integrates the teacher (an ``--objective fm`` run, its EMA weights, guidance
+``mf_cfg_scale``, midpoint steps of ``REFLOW_STEP``) from ``reflow_pairs`` noise draws with
+fm-core's ``generate_reflow_pairs`` into ``RUN_OUT/reflow-pairs`` (resumable), starts the network
+from the teacher's weights (the ``r - t`` embedding's last layer at zero, so every jump starts as
+the teacher's velocity), and trains on ``ReflowCoupling``'s pairs, a fraction ``reflow_one_step``
+of each batch at the 1-step jump $(t, r) = (0, 1)$, the rest uniform pairs with
+``mf_equal_fraction`` of them at $r = t$: with ``reflow_loss="fm"``
+$u(x_t, t, r)$ regresses $x_1 - x_0$ for every $r \ge t$ (the rectified-flow loss, no JVP), with
+``"meanflow"`` MeanFlow's identity target on the pairs. The guidance is in the pairs, so no label
+is dropped and none is folded into the loss.
 """
 
 from __future__ import annotations
+
+import time
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -19,13 +34,43 @@ from fm_core import (
     TimePairSampler,
     UniformTimeSampler,
 )
-from fm_image.config import TrainConfig
+from fm_core.coupling.reflow import ReflowCoupling, generate_reflow_pairs
+from fm_core.training import RunError
+from fm_image.config import TrainConfig, read_run_config
 from fm_image.flows import ContinuousFlow, StepSlice, _drop, _labels_for_model
 
-__all__ = ["FlowMapObjective"]
+__all__ = ["REFLOW_DIR", "REFLOW_STEP", "FlowMapObjective", "check_teacher"]
 
 #: MeanFlow's ImageNet time sampler (logit-normal, mean -0.4, std 1, in the paper's time).
 MEANFLOW_TIME = (-0.4, 1.0)
+#: The teacher's ODE for reflow pairs: midpoint steps of this size (10 steps, 20 evaluations; the
+#: demo model at 8 midpoint steps has fd 1.68 against 1.66 at 20).
+REFLOW_STEP = 0.1
+#: Folder of the reflow pairs inside the student's run directory.
+REFLOW_DIR = "reflow-pairs"
+#: Options a teacher must share with its reflow student (same data, network and classes).
+_TEACHER_SAME = ("data", "data_dir", "image_size", "model", "conditional")
+
+
+def check_teacher(cfg: TrainConfig) -> None:
+    """``ValueError`` unless ``cfg.teacher`` is a trained ``--objective fm`` continuous CondOT run
+    with the student's data, network preset and conditioning (read from its config only)."""
+    try:
+        t = read_run_config(cfg.teacher)
+    except RunError as e:
+        raise ValueError(f"--teacher: {e}") from None
+    kind = (t.get("objective", "fm"), t.get("flow"), t.get("scheduler"))
+    if kind != ("fm", "continuous", "condot"):
+        raise ValueError(
+            f"--teacher {cfg.teacher} must be an --objective fm run of --flow continuous and "
+            f"--scheduler condot; it has objective/flow/scheduler {'/'.join(map(str, kind))}"
+        )
+    for name in _TEACHER_SAME:
+        if t.get(name) != getattr(cfg, name):
+            raise ValueError(
+                f"--teacher {cfg.teacher} has {name}={t.get(name)!r}; the student has "
+                f"{getattr(cfg, name)!r} (a reflow student starts from the teacher's weights)"
+            )
 
 
 class FlowMapObjective(ContinuousFlow):
@@ -46,22 +91,56 @@ class FlowMapObjective(ContinuousFlow):
         self, cfg: TrainConfig, shape: tuple[int, int, int], num_classes: int, levels: int = 256
     ) -> None:
         super().__init__(cfg, shape, num_classes, levels)
-        if getattr(cfg, "mf_time", "meanflow") == "uniform":
+        self.reflow = cfg.objective == "reflow"
+        self._pairs: tuple[Tensor, Tensor, Tensor | None] | None = None
+        if getattr(cfg, "mf_time", "meanflow") == "uniform" or self.reflow:
             self.pairs = TimePairSampler(UniformTimeSampler(), equal_fraction=cfg.mf_equal_fraction)
         else:
             self.pairs = TimePairSampler.from_meanflow(*MEANFLOW_TIME, cfg.mf_equal_fraction)
         self.loss_fn = MeanFlowLoss(
             self.path,
-            variant=cfg.objective,
-            guidance_scale=cfg.mf_cfg_scale if num_classes else 0.0,
+            variant="meanflow" if self.reflow else cfg.objective,
+            guidance_scale=cfg.mf_cfg_scale if num_classes and not self.reflow else 0.0,
             null_label=num_classes if num_classes else None,
         )
+
+    def prepare(
+        self, model: nn.Module, run_dir, *, fresh: bool, device: torch.device, ctx
+    ) -> dict[str, float]:
+        """Reflow only: write the teacher's pairs (rank 0; resumable) and load them; on a
+        ``fresh`` run, copy the teacher's EMA weights into ``model``. Returns the seconds spent
+        (wall and this process's CPU) making pairs (0 when they were already there)."""
+        if not self.reflow:
+            return {}
+        from fm_image.run import load_run  # fm_image.run imports the training loop
+
+        teacher = load_run(self.cfg.teacher, device=str(device))
+        if fresh:
+            _init_from_teacher(model, teacher.model)
+        folder = Path(run_dir) / REFLOW_DIR
+        wall, cpu = time.perf_counter(), time.process_time()
+        if ctx.is_main:
+            net: nn.Module = teacher.model
+            if self.num_classes and self.cfg.mf_cfg_scale != 0.0:
+                net = CFGScaledModel(net, self.cfg.mf_cfg_scale, null_label=self.num_classes)
+            generate_reflow_pairs(
+                net, folder, num=self.cfg.reflow_pairs, batch_size=1000, shape=self.shape,
+                num_classes=self.num_classes, seed=self.cfg.seed, step_size=REFLOW_STEP,
+                method="midpoint", device=device,
+            )  # fmt: skip
+        ctx.barrier()
+        data = ReflowCoupling(folder)
+        labels = None if data.labels is None else data.labels.to(device)
+        self._pairs = (data.x_0.to(device), data.x_1.to(device), labels)
+        return {"wall": time.perf_counter() - wall, "cpu": time.process_time() - cpu}
 
     def loss(
         self, model: nn.Module, x_1: Tensor, labels: Tensor, s: StepSlice, g: torch.Generator
     ) -> Tensor:
         """Mean flow-map loss of ``model`` on images ``x_1`` ``[b, C, H, W]`` with labels ``[b]``."""
         dev = x_1.device
+        if self.reflow:
+            return self._reflow_loss(model, s, g)
         x_0 = torch.randn((s.size, *self.shape), device=dev, generator=g)[s.lo : s.hi]
         t, r = self.pairs(s.size, device=dev, generator=g)
         t, r = t[s.lo : s.hi], r[s.lo : s.hi]
@@ -69,6 +148,24 @@ class FlowMapObjective(ContinuousFlow):
         if self.num_classes:
             extras["label"] = _drop(labels, self.cfg, self.num_classes, s, g)
         return self.loss_fn(model, x_0, x_1, t, r, **extras)
+
+    def _reflow_loss(self, model: nn.Module, s: StepSlice, g: torch.Generator) -> Tensor:
+        """The loss on stored teacher pairs (drawn for the global batch; this rank's slice)."""
+        if self._pairs is None:
+            raise RuntimeError("reflow pairs are not loaded: call prepare() before training")
+        x_0, x_1, labels = self._pairs
+        idx = torch.randint(0, x_0.shape[0], (s.size,), device=x_0.device, generator=g)
+        idx = idx[s.lo : s.hi]
+        x_0, x_1 = x_0[idx], x_1[idx]
+        t, r = self.pairs(s.size, device=x_0.device, generator=g)
+        one = torch.rand(s.size, device=x_0.device, generator=g) < self.cfg.reflow_one_step
+        t, r = torch.where(one, 0.0, t)[s.lo : s.hi], torch.where(one, 1.0, r)[s.lo : s.hi]
+        extras = {"label": labels[idx]} if self.num_classes else {}
+        if self.cfg.reflow_loss == "meanflow":
+            return self.loss_fn(model, x_0, x_1, t, r, **extras)
+        x_t = self.path.sample(x_0, x_1, t).x_t
+        u = model(x=x_t, t=t, r=r, **extras)
+        return (u.float() - (x_1 - x_0)).square().mean()
 
     @torch.no_grad()
     def sample(
@@ -98,3 +195,21 @@ class FlowMapObjective(ContinuousFlow):
         grid = torch.linspace(0.0, 1.0, nfe + 1, device=dev)
         x = solver.sample(x_0, time_grid=grid, **extras)
         return self.to_uint8(x), solver.last_nfe
+
+
+def _init_from_teacher(student: nn.Module, teacher: nn.Module) -> None:
+    """Copy ``teacher``'s weights into the flow-map ``student`` (same preset); the student's
+    ``r - t`` embedding keeps its first layer and gets a zero last layer, so that it starts equal
+    to the teacher's velocity for every jump."""
+    try:
+        missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    except RuntimeError as e:  # shapes differ
+        raise ValueError(f"the teacher's network does not match the student's: {e}") from None
+    if unexpected or any(".gap." not in k for k in missing):
+        raise ValueError(
+            f"the teacher's network does not match the student's (missing {missing}, "
+            f"unexpected {unexpected})"
+        )
+    last = student.embed.gap[-1]
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)

@@ -165,6 +165,7 @@ class _Trainer:
         self.sched = lr_schedule(self.opt, cfg)
         self.ckpt = Checkpointer(self.run_dir, keep=cfg.keep)
         self.start = self._start(resume_step, info)
+        self.prepared = self._prepare()
         self.net = self._wrap()
         self.batches, self.part = self._data(splits)
         # resume_step=start drops lines a killed run logged after its last checkpoint (all of them
@@ -190,6 +191,21 @@ class _Trainer:
             run.write_config({**self.cfg.options(), "extra": self.cfg.extra, "data_info": info})
         self.ctx.barrier()
         return start
+
+    def _prepare(self) -> dict[str, float]:
+        """An objective's work before the first step (``--objective reflow``: the teacher's pairs
+        and, on a fresh run, its weights; the EMA copies the weights at its first update)."""
+        prepare = getattr(self.flow, "prepare", None)
+        if prepare is None:
+            return {}
+        spent = prepare(
+            self.model, self.run_dir, fresh=self.start == 0, device=self.device, ctx=self.ctx
+        )
+        if spent and self.ctx.is_main:
+            print(
+                f"reflow pairs: {spent['wall']:.1f} s ({spent['cpu']:.1f} CPU-s)", file=sys.stderr
+            )
+        return spent
 
     def _wrap(self) -> nn.Module:
         net = self.ctx.wrap(self.model)
@@ -290,5 +306,6 @@ class _Trainer:
             "steps_per_s": trained / seconds if seconds > 0 else math.nan,
             "world_size": self.ctx.world_size,
             "rank": self.ctx.rank,
+            **({"prepare_seconds": self.prepared["wall"]} if self.prepared else {}),
             "config": dataclasses.asdict(cfg),
         }

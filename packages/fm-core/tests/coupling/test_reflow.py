@@ -32,6 +32,22 @@ def test_pairs_follow_the_exact_flow_and_resume_identically(tmp_path):
     torch.testing.assert_close(ReflowCoupling(folder).x_1, before)
 
 
+def test_trajectory_states_follow_the_exact_flow_at_the_stored_times(tmp_path):
+    times = [0.0, 0.25, 0.5, 1.0]
+    pairs = ReflowCoupling(_make(tmp_path / "t", times=times))
+    assert pairs.x_t.shape == (20, 4, 2) and pairs.times.tolist() == times
+    with torch.no_grad():
+        for k, t in enumerate(times):
+            exact = GaussianFlow(MU, 0.5).flow(pairs.x_0, t)
+            torch.testing.assert_close(pairs.x_t[:, k], exact, atol=1e-4, rtol=0)
+    torch.testing.assert_close(pairs.x_t[:, -1], pairs.x_1)
+    assert ReflowCoupling(_make(tmp_path / "p")).x_t is None
+    with pytest.raises(ValueError, match="other settings"):
+        _make(tmp_path / "t", times=[0.0, 1.0])
+    with pytest.raises(ValueError, match="times must increase"):
+        _make(tmp_path / "u", times=[0.0, 0.5, 0.5, 1.0])
+
+
 def test_reflow_pairs_make_the_flow_matching_target_deterministic(tmp_path):
     """Reflow pairs of the Gaussian flow are x_1 = mu + s x_0, so on the straight path
     x_t = t mu + (1 - t + t s) x_0 the target x_1 - x_0 is a function of x_t: the rectified

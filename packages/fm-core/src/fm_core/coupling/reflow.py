@@ -5,7 +5,9 @@ fresh noise gives pairs $(x_0, \hat x_1 = \phi_1(x_0))$ that the flow already co
 trained on them (the same loss, the same path) learns straighter paths that take fewer steps.
 ``generate_reflow_pairs`` writes such pairs to a folder of shards with ``ODESolver`` (batched,
 resumable: a finished shard is never recomputed, and each shard's noise depends only on the seed
-and the shard's index); ``ReflowCoupling`` serves them as minibatches.
+and the shard's index); ``ReflowCoupling`` serves them as minibatches. With ``times`` it also
+stores the states of each trajectory at those times, the targets of flow-map distillation
+(a jump from $t_i$ to $t_j$ of the teacher's flow is $x_{t_j} - x_{t_i}$).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ def generate_reflow_pairs(
     step_size: float | None = 0.05,
     method: str = "midpoint",
     device: torch.device | str = "cpu",
+    times: Sequence[float] | None = None,
     **model_extras,
 ) -> Path:
     r"""Write ``num`` pairs $(x_0, \phi_1(x_0))$ of ``velocity_model``'s flow into ``folder``.
@@ -70,6 +73,9 @@ def generate_reflow_pairs(
         step_size: ``ODESolver`` step size (``None`` with an adaptive ``method``).
         method: ``ODESolver`` method.
         device: where to solve.
+        times: also store the states at these times, strictly increasing from 0 to 1 (each
+            interval is cut into steps no larger than ``step_size``), as ``x_t`` of shape
+            ``[n, len(times), *shape]``; ``None`` (default): only the end points.
         **model_extras: further model extras (e.g. a guidance scale).
 
     Returns:
@@ -86,6 +92,15 @@ def generate_reflow_pairs(
     folder = Path(folder)
     meta = {"num": num, "batch_size": batch_size, "shape": list(shape), "seed": seed,
             "num_classes": num_classes, "method": method, "step_size": step_size}  # fmt: skip
+    grid = None
+    if times is not None:
+        grid = torch.as_tensor(times, dtype=torch.float32).flatten()
+        ok = grid.numel() >= 2 and bool((grid[1:] > grid[:-1]).all())
+        if not ok or float(grid[0]) != 0.0 or float(grid[-1]) != 1.0:
+            raise ValueError(
+                f"times must increase strictly from 0 to 1 (at least two), got {list(times)}"
+            )
+        meta["times"] = grid.tolist()
     meta_path = folder / _META
     if meta_path.is_file():
         stored = json.loads(meta_path.read_text())
@@ -109,8 +124,17 @@ def generate_reflow_pairs(
             labels = torch.randint(0, num_classes, (n,), generator=g)
             extras[label_key] = labels.to(device)
         with torch.no_grad():
-            x_1 = solver.sample(x_0.to(device), step_size=step_size, method=method, **extras)
-        _save_atomic({"x_0": x_0, "x_1": x_1.cpu(), "labels": labels}, path)
+            x = solver.sample(
+                x_0.to(device), step_size=step_size, method=method,
+                time_grid=None if grid is None else grid.to(device),
+                return_intermediates=grid is not None, **extras,
+            )  # fmt: skip
+        shard = {"labels": labels, "x_0": x_0}
+        if grid is None:
+            shard["x_1"] = x.cpu()
+        else:
+            shard["x_1"], shard["x_t"] = x[-1].cpu(), x.transpose(0, 1).cpu()
+        _save_atomic(shard, path)
     return folder
 
 
@@ -122,6 +146,9 @@ class ReflowCoupling(Coupling):
     uniformly with replacement; with labels, pairs of those labels), so both ``x_0`` and ``x_1``
     of the result must be used. ``sample(batch_size)`` does the same without input batches.
     Train on them with the ordinary loss and path.
+
+    Attributes: ``x_0``, ``x_1`` (``[N, ...]``), ``labels`` (``[N]`` or ``None``), and with stored
+    trajectories ``times`` (``[K]``) and ``x_t`` (``[N, K, ...]``), else ``None``.
 
     Args:
         folder: a folder written by ``generate_reflow_pairs`` (complete).
@@ -149,6 +176,8 @@ class ReflowCoupling(Coupling):
         self.x_0 = torch.cat([p["x_0"] for p in parts])
         self.x_1 = torch.cat([p["x_1"] for p in parts])
         self.labels = torch.cat([p["labels"] for p in parts]) if meta["num_classes"] else None
+        self.times = torch.tensor(meta["times"]) if "times" in meta else None
+        self.x_t = torch.cat([p["x_t"] for p in parts]) if "times" in meta else None
 
     def _pair(self, cost: Tensor, generator: torch.Generator | None) -> Tensor:
         raise NotImplementedError("ReflowCoupling replaces pairs; it does not re-pair by a cost")
