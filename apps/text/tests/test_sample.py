@@ -85,3 +85,22 @@ def test_cli_sampler_option_and_evaluate_fields(capsys, flow_run):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["sampler"] == "remdm" and result["tokens_per_s"] > 0
     assert result["judge_bpc"] > 0 and result["val_judge_bpc"] > 0
+
+
+def test_auto_sampler_resolves_by_the_runs_source(flow_run, ar_run):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from fm_text.sample import resolve_sampler
+
+    run = load_run(flow_run)
+    assert resolve_sampler(run, "auto", None, 16) == ("confidence", 16)  # one step per token
+    uniform = SimpleNamespace(config=dataclasses.replace(run.config, source="uniform"))
+    assert resolve_sampler(uniform, "auto", None, 16) == ("euler", 128)
+    assert resolve_sampler(run, "euler", 7, 16) == ("euler", 7)
+    out = sample_run(run, 2, length=16)
+    assert (out.sampler, out.steps) == ("confidence", 16)
+    assert not (out.tokens == run.tokenizer.mask_id).any()
+    assert sample_run(load_run(ar_run), 1, length=8).sampler == "ar+kv"
+    with pytest.raises(ValueError, match="choice_temperature must be a number >= 0"):
+        sample_run(run, 1, choice_temperature=-1.0)

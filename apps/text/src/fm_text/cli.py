@@ -98,14 +98,29 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
-    from fm_text.sample import DEFAULT_SAMPLER, SAMPLERS
+    from fm_text.sample import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_SAMPLER, SAMPLERS
 
+    parser.add_argument(
+        "--nfe",
+        type=int,
+        default=None,
+        help="sampling steps of the flow (default: one per generated token for the masked "
+        "decoders, 128 for euler)",
+    )
     parser.add_argument(
         "--sampler",
         choices=SAMPLERS,
         default=DEFAULT_SAMPLER,
-        help="flow sampler: euler (the CTMC Euler solver) or a masked-model decoder "
-        "(random, confidence, threshold, remdm, first_hitting; mask-source runs)",
+        help="flow sampler: auto (confidence on mask-source runs, else euler), euler (the CTMC "
+        "Euler solver) or a masked-model decoder (random, confidence, threshold, remdm, "
+        "first_hitting; mask-source runs)",
+    )
+    parser.add_argument(
+        "--choice-temperature",
+        type=float,
+        default=DEFAULT_CHOICE_TEMPERATURE,
+        help="Gumbel noise on the confidence order (MaskGIT's; 0: pure confidence, which "
+        "repeats itself; large: random order)",
     )
 
 
@@ -125,15 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw samples from a run", formatter_class=_FORMATTER)
     p.add_argument("--run", required=True, help="run folder")
     p.add_argument("--num", type=int, default=4, help="number of samples")
-    p.add_argument(
-        "--nfe", type=int, default=128, help="model evaluations (Euler steps) of the flow"
-    )
+    _add_sampler_option(p)
     add_hidden_alias(p, "--steps", "nfe", type=int)
     p.add_argument("--prompt", default="", help="text the samples start with (kept fixed)")
     p.add_argument("--suffix", default="", help="text the samples end with (flow runs only)")
     p.add_argument("--length", type=int, default=None, help="tokens per sample (default: context)")
     p.add_argument("--temperature", type=float, default=1.0, help="logit temperature")
-    _add_sampler_option(p)
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--out", default=None, help="also write JSONL {'text': ...} to this new file")
     p.add_argument(
@@ -148,11 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", default=None, help="an ar run on the same tokenizer (gen_ppl)")
     p.add_argument("--num", type=int, default=32, help="samples for the statistics")
     add_hidden_alias(p, "--num-samples", "num", type=int)
-    p.add_argument(
-        "--nfe", type=int, default=128, help="model evaluations (Euler steps) of the flow"
-    )
-    add_hidden_alias(p, "--sample-steps", "nfe", type=int)
     _add_sampler_option(p)
+    add_hidden_alias(p, "--sample-steps", "nfe", type=int)
     p.add_argument("--time-samples", type=int, default=16, help="ELBO time samples per sequence")
     p.add_argument("--max-sequences", type=int, default=None, help="cap on validation sequences")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
@@ -217,6 +226,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         suffix=args.suffix,
         seed=args.seed,
         sampler=args.sampler,
+        choice_temperature=args.choice_temperature,
     )
     print("\n\n".join(samples.texts))
     if out is not None:
@@ -228,7 +238,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from fm_text.run import load_run
 
     for name in ("num", "nfe", "time_samples"):
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive int")
     if args.max_sequences is not None and args.max_sequences < 1:
         raise ValueError("--max-sequences must be a positive int")
@@ -242,6 +252,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         max_sequences=args.max_sequences,
         seed=args.seed,
         sampler=args.sampler,
+        choice_temperature=args.choice_temperature,
     )
     print(json.dumps(result))
 

@@ -29,7 +29,7 @@ from fm_text.data.corpus import load_corpus
 from fm_text.judge import CharNgramJudge, judge_documents
 from fm_text.objective import FlowObjective, ar_nll
 from fm_text.run import TrainedRun, load_run, prepare_data
-from fm_text.sample import DEFAULT_SAMPLER, sample_run
+from fm_text.sample import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_SAMPLER, sample_run
 from fm_text.train import validation_nll
 
 __all__ = ["char_judge", "evaluate_run", "unigram_entropy"]
@@ -54,11 +54,12 @@ def evaluate_run(
     *,
     judge: str | Path | None = None,
     num_samples: int = 32,
-    sample_steps: int = 128,
+    sample_steps: int | None = None,
     time_samples: int = 16,
     max_sequences: int | None = None,
     seed: int = 0,
     sampler: str = DEFAULT_SAMPLER,
+    choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> dict:
     """Score a run; returns the JSON-ready dictionary the CLI prints.
 
@@ -66,11 +67,13 @@ def evaluate_run(
         run: a loaded run.
         judge: an ``ar`` run on the same tokenizer, to compute ``gen_ppl``.
         num_samples: samples drawn for the sample statistics.
-        sample_steps: Euler steps of the flow sampler.
+        sample_steps: steps of the flow sampler (``None``: the sampler's default, see
+            ``fm_text.sample.resolve_sampler``).
         time_samples: ELBO time strata per validation sequence (flow).
         max_sequences: cap on validation sequences (all by default).
         seed: sampling seed.
         sampler: the flow sampler (``fm_text.sample.SAMPLERS``).
+        choice_temperature: the order noise of the ``confidence`` sampler.
     """
     t0 = time.perf_counter()
     judge_run = _load_judge(judge, run)
@@ -80,7 +83,10 @@ def evaluate_run(
     likelihood_seconds = time.perf_counter() - t0
 
     t_sample = time.perf_counter()
-    samples = sample_run(run, num_samples, steps=sample_steps, seed=seed, sampler=sampler)
+    samples = sample_run(
+        run, num_samples, steps=sample_steps, seed=seed, sampler=sampler,
+        choice_temperature=choice_temperature,
+    )  # fmt: skip
     sampling_seconds = time.perf_counter() - t_sample
     step = max(1, chunks.shape[0] // num_samples)
     reference = chunks[::step][:num_samples]
@@ -97,8 +103,8 @@ def evaluate_run(
         "sample_entropy": unigram_entropy(samples.tokens, tok.vocab_size),
         "val_entropy": unigram_entropy(reference, tok.vocab_size),
         "num_samples": num_samples,
-        "sample_steps": sample_steps if cfg.model == "flow" else None,
-        "sampler": sampler if cfg.model == "flow" else "ar+kv",
+        "sample_steps": samples.steps,
+        "sampler": samples.sampler,
         "tokens_per_s": samples.tokens.numel() / sampling_seconds,
         "judge_bpc": judge_ngram.score(samples.texts),
         "val_judge_bpc": judge_ngram.score([tok.decode(r.tolist()) for r in reference]),

@@ -3,6 +3,10 @@
 Flow samplers (``SAMPLERS``): ``euler``, fm-discrete's ``MixtureDiscreteEulerSolver`` on a uniform
 grid of ``steps``; the others are ``MaskedDiffusionSampler`` methods (mask-source runs only):
 ``random``, ``confidence``, ``threshold``, ``remdm`` and ``first_hitting`` (one call per token).
+``auto`` (the default) is ``confidence`` with MaskGIT's choice temperature
+(``DEFAULT_CHOICE_TEMPERATURE``) and one step per generated token on mask-source runs, and
+``euler`` with 128 steps on uniform-source runs: chosen by the judge measurements in
+benchmarks/RESULTS.md (fm-text samplers).
 """
 
 from __future__ import annotations
@@ -18,11 +22,23 @@ from fm_text.model import KVCache
 from fm_text.objective import FlowObjective
 from fm_text.run import TrainedRun
 
-__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "Samples", "infill_layout", "sample_run"]
+__all__ = [
+    "DEFAULT_CHOICE_TEMPERATURE",
+    "DEFAULT_SAMPLER",
+    "SAMPLERS",
+    "Samples",
+    "infill_layout",
+    "resolve_sampler",
+    "sample_run",
+]
 
-SAMPLERS = ("euler", *MASKED_METHODS)
+SAMPLERS = ("auto", "euler", *MASKED_METHODS)
 #: Chosen by the measurements in benchmarks/RESULTS.md (fm-text samplers).
-DEFAULT_SAMPLER = "euler"
+DEFAULT_SAMPLER = "auto"
+#: MaskGIT's Gumbel noise on the confidence order (``confidence`` only); chosen by measurement.
+DEFAULT_CHOICE_TEMPERATURE = 6.0
+#: Euler steps when ``steps`` is not given.
+DEFAULT_EULER_STEPS = 128
 
 
 @dataclass
@@ -38,6 +54,24 @@ class Samples:
     tokens: Tensor
     fixed: Tensor
     texts: list[str]
+    sampler: str = "ar+kv"
+    steps: int | None = None
+
+
+def resolve_sampler(run: TrainedRun, sampler: str, steps: int | None, length: int):
+    """``(sampler, steps)`` with ``auto`` and ``steps=None`` made concrete for ``run``.
+
+    ``auto``: ``confidence`` on a mask-source flow run, else ``euler``. ``steps=None``: 128 Euler
+    steps; one step per position for the masked decoders (``length``).
+    """
+    cfg = run.config
+    if cfg.model != "flow":
+        return "ar+kv", None
+    if sampler == "auto":
+        sampler = "confidence" if cfg.source == "mask" else "euler"
+    if steps is None:
+        steps = DEFAULT_EULER_STEPS if sampler == "euler" else length
+    return sampler, steps
 
 
 def infill_layout(
@@ -92,7 +126,7 @@ def sample_run(
     run: TrainedRun,
     num: int,
     *,
-    steps: int = 128,
+    steps: int | None = None,
     length: int | None = None,
     temperature: float = 1.0,
     prompt: str = "",
@@ -100,29 +134,36 @@ def sample_run(
     seed: int = 0,
     batch_size: int = 64,
     sampler: str = DEFAULT_SAMPLER,
+    choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
 ) -> Samples:
     """Draw ``num`` sequences from a trained run.
 
     Args:
         run: a loaded run (``load_run``).
         num: number of sequences.
-        steps: Euler steps of the flow sampler (uniform grid; ignored by ``ar`` runs).
+        steps: steps of the flow sampler (``None``: 128 Euler steps, or one per position for
+            the masked decoders; ignored by ``ar`` runs).
         length: tokens per sequence, at most the model's context (default: the context).
         temperature: divides the logits.
         prompt: text whose tokens start every sequence and stay fixed.
         suffix: text whose tokens end every sequence and stay fixed (flow runs only).
         seed: seed of the sampler's generator.
         batch_size: sequences per solver call.
-        sampler: one of ``SAMPLERS`` (flow runs; ``euler`` is the only one for uniform sources).
+        sampler: one of ``SAMPLERS`` (flow runs; ``euler`` is the only one for uniform sources;
+            ``auto`` picks, see the module notes).
+        choice_temperature: MaskGIT's Gumbel noise on the order of ``confidence`` (``>= 0``).
 
     Returns:
         ``Samples``.
     """
     cfg, tok, net = run.config, run.tokenizer, run.net
     length = cfg.context if length is None else length
-    _check(num, steps, temperature, length, cfg.context)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    if not (isinstance(choice_temperature, (int, float)) and choice_temperature >= 0):
+        raise ValueError(f"choice_temperature must be a number >= 0, got {choice_temperature!r}")
+    _check(num, 1 if steps is None else steps, temperature, length, cfg.context)
+    sampler, steps = resolve_sampler(run, sampler, steps, length)
     if cfg.model == "flow" and sampler != "euler" and cfg.source != "mask":
         raise ValueError(
             f"sampler: {sampler!r} decodes masks; this run's source is uniform, use euler"
@@ -147,6 +188,9 @@ def sample_run(
             if sampler == "euler":
                 out.append(solver.infill(tokens, mask, 1.0 / steps, generator=generator))
             else:
+                extra = (
+                    {"choice_temperature": choice_temperature} if sampler == "confidence" else {}
+                )
                 out.append(
                     solver.sample(
                         tokens,
@@ -155,12 +199,14 @@ def sample_run(
                         temperature=temperature,
                         fixed_mask=mask,
                         generator=generator,
+                        **extra,
                     )
                 )
         else:
             out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
     tokens = torch.cat(out).cpu()
-    return Samples(tokens=tokens, fixed=fixed, texts=[tok.decode(row.tolist()) for row in tokens])
+    texts = [tok.decode(row.tolist()) for row in tokens]
+    return Samples(tokens=tokens, fixed=fixed, texts=texts, sampler=sampler, steps=steps)
 
 
 def _flow_solver(run, temperature: float) -> MixtureDiscreteEulerSolver:
