@@ -90,3 +90,36 @@ def test_twenty_steps_print_the_json_line(tmp_path, capsys):
         assert math.isfinite(out[key])
     # 20 steps leave the flow near its uniform source: log(4 pi) = 2.531 nats
     assert abs(out["test_nll"] - math.log(4 * math.pi)) < 0.5
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
+def test_train_times_put_e_to_the_1_over_p_within_e_of_the_data(power):
+    u = torch.rand(200_000, generator=torch.Generator().manual_seed(0))
+    t = earth.train_times(u, power)
+    assert 0 <= float(t.min()) and float(t.max()) <= 1  # float32 rounds t within 6e-8 of 1 to 1
+    for e in (0.01, 0.1, 0.5):
+        assert abs(float((1 - t < e).double().mean()) - e ** (1 / power)) < 0.005
+    with pytest.raises(ValueError, match="power must be > 0"):
+        earth.train_times(u, 0.0)
+
+
+def test_cli_rejects_a_non_positive_t_power(tmp_path, capsys):
+    csv = _write(tmp_path, "lat,lon\n1,2\n")
+    assert earth.main(["--csv", str(csv), "--t-power", "0"]) == 2
+    assert "--t-power must be > 0" in capsys.readouterr().err
+
+
+def test_kde_reference_is_a_density_and_cli_prints_it(tmp_path, capsys):
+    g = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(5, 3, generator=g), dim=-1)
+    u = torch.nn.functional.normalize(
+        torch.randn(400_000, 3, generator=g, dtype=torch.float64), dim=-1
+    )
+    mass = 4 * math.pi * float(earth.kde_log_density(u, centres, (5.0, 20.0)).exp().mean())
+    assert abs(mass - 1) < 0.01
+    csv = _write(
+        tmp_path, "lat,lon\n" + "".join(f"{i % 7 - 3}.0,{i % 11 * 10}.0\n" for i in range(50))
+    )
+    assert earth.main(["--csv", str(csv), "--kde"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["test_nll"] < math.log(4 * math.pi) and math.isfinite(out["val_nll"])
