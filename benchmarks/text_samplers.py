@@ -39,6 +39,14 @@ CONFIGS = [
 ]
 
 
+def _sampler_kw(sampler: str) -> dict:
+    """``sample_run`` options of a row: ``confidence`` rows are plain confidence (no order noise;
+    ``benchmarks/text_choice_temperature.py`` sweeps the noise)."""
+    if sampler == "ar+kv":
+        return {}
+    return {"sampler": sampler, **({"choice_temperature": 0.0} if sampler == "confidence" else {})}
+
+
 def _emit(out, row):
     print(json.dumps(row), flush=True)
     with open(out, "a") as f:
@@ -66,7 +74,7 @@ def quality(args) -> None:
     runs = [("ar+kv", 0, ar)] + [(s, n, flow) for s, n in CONFIGS if s in args.samplers]
     for sampler, steps, run in runs:
         t0 = time.perf_counter()
-        kw = {} if sampler == "ar+kv" else {"sampler": sampler}
+        kw = _sampler_kw(sampler)
         s = sample_run(
             run, args.num, steps=max(steps, 1), seed=args.seed, batch_size=args.num, **kw
         )
@@ -99,7 +107,7 @@ def speed(args) -> None:
             fake = TrainedRun(**{**run.__dict__, "config": cfg, "net": net})
             todo = [("ar+kv", 1)] if name == "ar" else [(s, n) for s, n in args.speed_configs]
             for sampler, steps in todo:
-                kw = {} if sampler == "ar+kv" else {"sampler": sampler}
+                kw = _sampler_kw(sampler)
                 t0 = time.perf_counter()
                 s = sample_run(
                     fake, args.num, steps=steps, length=length, batch_size=args.num, **kw

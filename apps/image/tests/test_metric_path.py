@@ -51,7 +51,7 @@ def test_metric_loss_is_finite_and_trains_the_network(loss):
     assert sum(float(gr.abs().sum()) for gr in grads) > 0
 
 
-def test_metric_run_trains_resumes_config_and_samples_levels(tmp_path, tiny_config):
+def test_metric_run_trains_keeps_its_config_and_samples_levels(tmp_path, tiny_config):
     out = tmp_path / "m"
     train(tiny_config(out, flow="discrete", path="metric", model="unet-tiny", steps=2))
     run = load_run(out)

@@ -102,5 +102,11 @@ def test_auto_sampler_resolves_by_the_runs_source(flow_run, ar_run):
     assert (out.sampler, out.steps) == ("confidence", 16)
     assert not (out.tokens == run.tokenizer.mask_id).any()
     assert sample_run(load_run(ar_run), 1, length=8).sampler == "ar+kv"
-    with pytest.raises(ValueError, match="choice_temperature must be a number >= 0"):
-        sample_run(run, 1, choice_temperature=-1.0)
+    for bad in (-1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="choice_temperature must be a finite number >= 0"):
+            sample_run(run, 1, choice_temperature=bad)
+    with pytest.raises(ValueError, match="orders the confidence sampler only"):
+        sample_run(run, 1, sampler="random", choice_temperature=2.0)
+    # one step per generated position: the prompt's tokens are not counted
+    prompt = run.tokenizer.encode("The ")
+    assert sample_run(run, 1, length=16, prompt="The ").steps == 16 - len(prompt)

@@ -15,6 +15,9 @@ from pathlib import Path
 from fm_core.training import CLIParser, exit_process, explicit_options, run_cli
 from fm_image.config import (
     DISCRETE_PATHS,
+    INPAINT_GUIDANCE_SCALE,
+    INPAINT_START_TIME,
+    INPAINT_TEMPERATURE,
     OBJECTIVES,
     REFLOW_LOSSES,
     SCHEDULERS,
@@ -333,12 +336,12 @@ def _adaptation_parsers(sub, fmt) -> None:
     a("--num", type=int, default=20, help="held-out images N")
     a("--out", required=True, help="output PNG (FILE.npz is written beside it)")
     a("--noise-std", type=float, default=0.05, help="measurement noise sigma_y (pixels in [-1, 1])")
-    a("--guidance-scale", type=float, default=None,
-      help="PiGDM guidance weight gamma (default 3, chosen by measurement)")  # fmt: skip
-    a("--temperature", type=float, default=None,
-      help="source noise scale tau (default 0.3; 1: the posterior, 0: one deterministic answer)")  # fmt: skip
-    a("--start-time", type=float, default=None,
-      help="t0: start at t0 * y + (1 - t0) * noise (Pokle et al.; default 0.2)")  # fmt: skip
+    a("--guidance-scale", type=float, default=INPAINT_GUIDANCE_SCALE,
+      help="PiGDM guidance weight gamma (chosen by measurement)")  # fmt: skip
+    a("--temperature", type=float, default=INPAINT_TEMPERATURE,
+      help="source noise scale tau (1: the posterior, 0: one deterministic answer)")  # fmt: skip
+    a("--start-time", type=float, default=INPAINT_START_TIME,
+      help="t0: start at t0 * y + (1 - t0) * noise (Pokle et al.)")  # fmt: skip
     a("--nfe", type=int, default=50, help="model evaluations (each also takes one backward)")
     a("--method", default="midpoint", help="ODE method")
     a("--seed", type=int, default=0, help="seed of the images, masks, noise")
@@ -456,11 +459,11 @@ def cmd_finetune(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_inpaint(args: argparse.Namespace, argv: list[str]) -> int:
     from fm_image.inpaint import inpaint
 
-    given = {k: getattr(args, k) for k in ("guidance_scale", "temperature", "start_time")}
     result = inpaint(
         args.run, mask=args.mask, num=args.num, out=args.out, noise_std=args.noise_std,
         nfe=args.nfe, method=args.method, seed=args.seed, device=args.device,
-        **{k: v for k, v in given.items() if v is not None},
+        guidance_scale=args.guidance_scale, temperature=args.temperature,
+        start_time=args.start_time,
     )  # fmt: skip
     print(json.dumps(result))
     return 0

@@ -19,6 +19,7 @@ from torch import Tensor
 from fm_core.guidance import PiGDMGuidedModel
 from fm_core.solver._registry import get_method
 from fm_core.training import atomic_path
+from fm_image.config import INPAINT_GUIDANCE_SCALE, INPAINT_START_TIME, INPAINT_TEMPERATURE
 
 __all__ = ["MASKS", "inpaint", "make_masks"]
 
@@ -28,7 +29,11 @@ MASKS = ("left", "right", "top", "bottom", "center", "random50")
 #: al.'s start at t0 = 0.2 keep the class for 0.89-0.94 of half-masked digits, observed RMSE
 #: 0.029 (the previous gamma = 2, temperature 1 from t0 = 0: 0.73-0.79, RMSE 0.055-0.06, and one
 #: run diverged); temperature 0 adds 0.01-0.02 but gives one answer per measurement.
-GUIDANCE_SCALE, TEMPERATURE, START_TIME = 3.0, 0.3, 0.2
+GUIDANCE_SCALE, TEMPERATURE, START_TIME = (
+    INPAINT_GUIDANCE_SCALE,
+    INPAINT_TEMPERATURE,
+    INPAINT_START_TIME,
+)
 
 
 def make_masks(
@@ -88,7 +93,7 @@ def inpaint(
     """
     from fm_image.run import load_run
 
-    out = _check_options(mask, out, noise_std, nfe, temperature, start_time)
+    out = _check_options(mask, out, noise_std, nfe, temperature, start_time, guidance_scale)
     run = load_run(run_dir, device=device)
     if run.cfg.flow != "continuous":
         raise ValueError(
@@ -111,8 +116,9 @@ def inpaint(
 
 
 def _check_options(
-    mask: str, out, noise_std: float, nfe: int, temperature: float, start_time: float
-) -> Path:
+    mask: str, out, noise_std: float, nfe: int, temperature: float, start_time: float,
+    guidance_scale: float,
+) -> Path:  # fmt: skip
     """Every option checked before any work, named as on the command line."""
     if mask not in MASKS:
         raise ValueError(f"--mask must be one of {', '.join(MASKS)}, got {mask!r}")
@@ -129,6 +135,8 @@ def _check_options(
         raise ValueError(f"--temperature must be a finite number >= 0, got {temperature!r}")
     if not 0 <= start_time < 1:
         raise ValueError(f"--start-time must lie in [0, 1), got {start_time!r}")
+    if not (math.isfinite(guidance_scale) and guidance_scale >= 0):
+        raise ValueError(f"--guidance-scale must be a finite number >= 0, got {guidance_scale!r}")
     return out
 
 

@@ -11,6 +11,7 @@ benchmarks/RESULTS.md (fm-text samplers).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -62,7 +63,8 @@ def resolve_sampler(run: TrainedRun, sampler: str, steps: int | None, length: in
     """``(sampler, steps)`` with ``auto`` and ``steps=None`` made concrete for ``run``.
 
     ``auto``: ``confidence`` on a mask-source flow run, else ``euler``. ``steps=None``: 128 Euler
-    steps; one step per position for the masked decoders (``length``).
+    steps; one step per generated position for the masked decoders (``length``: the positions
+    not fixed by a prompt or suffix).
     """
     cfg = run.config
     if cfg.model != "flow":
@@ -160,18 +162,25 @@ def sample_run(
     length = cfg.context if length is None else length
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
-    if not (isinstance(choice_temperature, (int, float)) and choice_temperature >= 0):
-        raise ValueError(f"choice_temperature must be a number >= 0, got {choice_temperature!r}")
+    ct = choice_temperature
+    if isinstance(ct, bool) or not isinstance(ct, (int, float)) or not 0 <= ct < math.inf:
+        raise ValueError(f"choice_temperature must be a finite number >= 0, got {ct!r}")
     _check(num, 1 if steps is None else steps, temperature, length, cfg.context)
-    sampler, steps = resolve_sampler(run, sampler, steps, length)
+    prompt_ids = tok.encode(prompt) if prompt else []
+    suffix_ids = tok.encode(suffix) if suffix else []
+    free = length - len(prompt_ids) - len(suffix_ids)  # the positions generated
+    sampler, steps = resolve_sampler(run, sampler, steps, max(free, 1))
+    if ct != DEFAULT_CHOICE_TEMPERATURE and sampler != "confidence":
+        raise ValueError(
+            f"choice_temperature: it orders the confidence sampler only; this run samples with "
+            f"{sampler}"
+        )
     if cfg.model == "flow" and sampler != "euler" and cfg.source != "mask":
         raise ValueError(
             f"sampler: {sampler!r} decodes masks; this run's source is uniform, use euler"
         )
     if cfg.model == "ar" and suffix:
         raise ValueError("suffix: autoregressive runs continue a prompt only; drop --suffix")
-    prompt_ids = tok.encode(prompt) if prompt else []
-    suffix_ids = tok.encode(suffix) if suffix else []
     template, fixed = infill_layout(prompt_ids, suffix_ids, length, tok.mask_id)
     device = next(net.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)

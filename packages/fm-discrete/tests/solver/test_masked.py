@@ -207,7 +207,16 @@ def test_no_host_read_inside_the_loop_off_the_cpu(method, monkeypatch):
 
     import fm_discrete.solver.masked as masked_module
 
-    reads_of = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "equal")
+    reads_of = (
+        "__bool__",
+        "__int__",
+        "__float__",
+        "__index__",
+        "item",
+        "tolist",
+        "equal",
+        "nonzero",
+    )
 
     class CountReads(TorchFunctionMode):
         def __init__(self):
@@ -246,5 +255,6 @@ def test_choice_temperature_moves_confidence_order_to_random_order():
                           generator=torch.Generator().manual_seed(0))  # fmt: skip
     assert torch.equal(plain, zero)
     assert _tv(plain, q) > 0.03
-    with pytest.raises(ValueError, match="choice_temperature must be a number >= 0"):
-        sampler.sample(x0[:2], L, method="confidence", choice_temperature=-1.0)
+    for bad in (-1.0, float("inf"), True):
+        with pytest.raises(ValueError, match="choice_temperature must be a finite number >= 0"):
+            sampler.sample(x0[:2], L, method="confidence", choice_temperature=bad)

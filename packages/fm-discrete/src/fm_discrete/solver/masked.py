@@ -46,6 +46,7 @@ before its loop, and then runs exactly that many steps on every device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -155,10 +156,9 @@ class MaskedDiffusionSampler(Solver):
             Long ``[B, L]``.
         """
         self._check(x_init, steps, method, temperature, top_k, top_p, threshold, eta, remask)
-        if not (isinstance(choice_temperature, (int, float)) and choice_temperature >= 0):
-            raise ValueError(
-                f"choice_temperature must be a number >= 0, got {choice_temperature!r}"
-            )
+        ct = choice_temperature
+        if isinstance(ct, bool) or not isinstance(ct, (int, float)) or not 0 <= ct < math.inf:
+            raise ValueError(f"choice_temperature must be a finite number >= 0, got {ct!r}")
         _check_fixed_mask(x_init, fixed_mask)
         if guidance_scale != 0 and unconditional_model_extras is None:
             raise ValueError("unconditional_model_extras is required when guidance_scale != 0")
@@ -260,7 +260,9 @@ class MaskedDiffusionSampler(Solver):
         probability 0). On the CPU the model's output is cut to those rows first, so the
         float64 work scales with the positions decoded, not with ``B * L``; on an accelerator
         every position is processed (cutting would need the count on the host). The draw is
-        exact inverse-CDF sampling in ``dtype_categorical``: one uniform per position.
+        exact inverse-CDF sampling in ``dtype_categorical``: one uniform per position (keep the
+        float64 default for large vocabularies: in float32 the cumulative sum cannot resolve
+        tokens of probability below about 6e-8).
         """
         kw = self._draw_kw
         rows = where.nonzero(as_tuple=True) if _host_reads_free(x) else None
