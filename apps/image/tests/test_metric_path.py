@@ -70,6 +70,12 @@ def test_metric_run_trains_keeps_its_config_and_samples_levels(tmp_path, tiny_co
         (["--flow", "discrete", "--path", "metric", "--metric-beta", "0"], "--metric-beta must"),
         (["--flow", "discrete", "--path", "metric", "--metric-power", "0.5"], "--metric-power"),
         (["--flow", "discrete", "--path", "metric", "--time-sampler", "skewed"], "uniform or"),
+        (["--flow", "discrete", "--metric-beta", "3"], "--metric-beta applies to --path metric"),
+        (["--discrete-loss", "ce"], "--discrete-loss applies to --flow discrete only"),
+        (
+            ["--reflow-pairs", "10", "--reflow-loss", "meanflow"],
+            "--reflow-pairs, --reflow-loss apply to --objective reflow only",
+        ),
     ],
 )
 def test_bad_metric_options_are_one_line_errors(tmp_path, capsys, extra, match):

@@ -211,11 +211,22 @@ class TrainConfig:
         )
         self._check_reflow()
 
+    def _changed(self, *names: str) -> list[str]:
+        """The options among ``names`` set away from their defaults, as on the command line."""
+        default = {f.name: f.default for f in dataclasses.fields(self)}
+        return ["--" + n.replace("_", "-") for n in names if getattr(self, n) != default[n]]
+
     def _check_reflow(self) -> None:
         _need(
             (self.objective == "reflow") == (self.teacher is not None),
             "--objective reflow needs --teacher RUN (an fm-image run of --objective fm), and "
             "--teacher applies to --objective reflow only",
+        )
+        unused = self._changed("reflow_pairs", "reflow_loss", "reflow_one_step")
+        _need(
+            self.objective == "reflow" or not unused,
+            f"{', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} to --objective "
+            "reflow only",
         )
         _need(self.reflow_pairs >= 1, f"--reflow-pairs must be >= 1, got {self.reflow_pairs}")
         _need(
@@ -240,7 +251,17 @@ class TrainConfig:
             self.discrete_loss in ("gkl", "ce"),
             f"--discrete-loss must be gkl or ce; got {self.discrete_loss!r}",
         )
+        _need(
+            self.flow == "discrete" or not self._changed("discrete_loss"),
+            "--discrete-loss applies to --flow discrete only",
+        )
         if self.path != "metric":
+            unused = self._changed("metric_distance", "metric_beta", "metric_power")
+            _need(
+                not unused,
+                f"{', '.join(unused)} {'applies' if len(unused) == 1 else 'apply'} to --path "
+                "metric only",
+            )
             return
         _need(self.flow == "discrete", "--path metric applies to --flow discrete only")
         _need(
