@@ -31,7 +31,8 @@ $x_{t_0} = \alpha_{t_0}\bar x + \sigma_{t_0}\,\tau\, x_0$ ($\bar x = A^\top y$; 
 inpainting, where $A^\top y = A^\dagger y$) with a source temperature $\tau$ (Kingma & Dhariwal's
 temperature for flows, 2018). With a Gaussian prior, $t_0 = 0$ and ``prior_std = s`` the guided
 velocity is affine in $x$, so $x_1 = m + C^{1/2}x_0$ for the posterior $N(m, C)$ and temperature
-$\tau$ samples exactly $N(m, \tau^2 C)$ ($\tau = 0$: the posterior mean, which is also its mode):
+$\tau$ samples $N(m, \tau^2 C)$ ($\tau = 0$: the posterior mean, which is also its mode), up to
+the ODE's step error, the $t_{\min}$ ramp above and ``cg_iters`` short of the rank of $A$:
 a lower temperature trades posterior spread for the most probable reconstructions.
 """
 
@@ -138,8 +139,9 @@ class PiGDMGuidedModel:
 
         The start is $x_{t_0} = \alpha_{t_0}\,\bar x + \sigma_{t_0}\,\tau\,x_0$ (Pokle et al.,
         2024: start part-way along the path from the measurement; $t_0 = 0$ is plain source
-        noise). With a Gaussian prior and $t_0 = 0$ the samples are exactly $N(m, \tau^2 C)$ for
-        the posterior $N(m, C)$.
+        noise). With a Gaussian prior, ``prior_std`` its scale and $t_0 = 0$ the samples are
+        $N(m, \tau^2 C)$ for the posterior $N(m, C)$, up to the step error and the $t_{\min}$
+        ramp (see the module notes).
 
         Args:
             x_0: source noise $N(0, I)$, the shape of $x$ ``[B, ...]``.
