@@ -36,7 +36,9 @@ class Divergence:
     ``compute_likelihood``, ``sample_with_likelihood``, ``log_prob``; Euclidean and Riemannian)
     takes ``divergence=Divergence(...)`` in place of the keywords ``divergence``,
     ``num_probes``, ``probe`` and ``divergence_chunk_size``, so a setting can be written once and
-    passed around. The keywords stay (the reference's names); giving both is an error.
+    passed around. The keywords stay (the reference's names); giving both is an error (a keyword
+    passed at its default value, e.g. ``num_probes=1``, cannot be told from an absent one and is
+    ignored).
 
     Args:
         kind: ``"exact"`` (the trace from $D$ vector-Jacobian products) or ``"hutchinson"``
