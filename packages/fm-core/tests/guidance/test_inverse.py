@@ -151,3 +151,10 @@ def test_sample_bad_input():
         guided.sample(x0, steps=0)
     with pytest.raises(ValueError, match="init"):
         guided.sample(x0, start_time=0.2, init=torch.zeros(4, 3))
+    for bad in (float("inf"), True):
+        with pytest.raises(ValueError, match="temperature must be a finite number >= 0"):
+            guided.sample(x0, temperature=bad)
+    # the start's A^T y with a measurement of the wrong shape: the clear message, not autograd's
+    narrow = PiGDMGuidedModel(flow, sch, lambda x: x[:, :1], y, 0.1)
+    with pytest.raises(ValueError, match=r"operator\(x\) has shape \(4, 1\) but measurement"):
+        narrow.sample(x0, start_time=0.2)

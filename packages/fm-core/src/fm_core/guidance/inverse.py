@@ -108,12 +108,7 @@ class PiGDMGuidedModel:
         for name, value, low in (("noise_std", noise_std, 0.0), ("prior_std", prior_std, 0.0)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > low:
                 raise ValueError(f"{name} must be a number > 0, got {value!r}")
-        if (
-            isinstance(guidance_scale, bool)
-            or not isinstance(guidance_scale, (int, float))
-            or not (math.isfinite(guidance_scale) and guidance_scale >= 0)
-        ):
-            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+        _check_finite_nonnegative("guidance_scale", guidance_scale)
         if isinstance(t_min, bool) or not isinstance(t_min, (int, float)) or not 0 < t_min < 1:
             raise ValueError(f"t_min must lie in (0, 1), got {t_min!r}")
         if isinstance(cg_iters, bool) or not isinstance(cg_iters, int) or cg_iters < 1:
@@ -166,12 +161,7 @@ class PiGDMGuidedModel:
             raise ValueError(f"start_time must be a number in [0, 1), got {start_time!r}")
         if not 0 <= start_time < 1:
             raise ValueError(f"start_time must lie in [0, 1), got {start_time!r}")
-        if (
-            isinstance(temperature, bool)
-            or not isinstance(temperature, (int, float))
-            or not (math.isfinite(temperature) and temperature >= 0)
-        ):
-            raise ValueError(f"temperature must be a finite number >= 0, got {temperature!r}")
+        _check_finite_nonnegative("temperature", temperature)
         x = temperature * x_0
         if start_time > 0:
             if init is None:
@@ -191,7 +181,12 @@ class PiGDMGuidedModel:
         shape ``[B, ...]`` ($A$ is linear)."""
         with torch.enable_grad():
             u = torch.zeros_like(like).requires_grad_(True)
-            (at_z,) = torch.autograd.grad(self.operator(u), u, grad_outputs=z)
+            au = self.operator(u)
+            if z.shape != au.shape:
+                raise ValueError(
+                    f"operator(x) has shape {tuple(au.shape)} but measurement {tuple(z.shape)}"
+                )
+            (at_z,) = torch.autograd.grad(au, u, grad_outputs=z)
         return at_z.detach()
 
     def _solve(self, rhs: Tensor, like: Tensor, r2: Tensor) -> Tensor:
@@ -241,3 +236,10 @@ class PiGDMGuidedModel:
         te = self.scheduler(t.clamp_min(self.t_min))
         eta = te.sigma_t * (te.d_alpha_t / te.alpha_t * te.sigma_t - te.d_sigma_t)
         return (v + self.guidance_scale * eta * score).detach()
+
+
+def _check_finite_nonnegative(name: str, value: object) -> None:
+    """``value`` is a finite real number >= 0 (not a bool), or a ``ValueError`` naming ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
