@@ -158,6 +158,28 @@ def test_sphere_slerp_fast_path_matches_the_fused_form(dtype, differentiable, di
         assert torch.isfinite(grad).all()
 
 
+@pytest.mark.parametrize("dim", [3, 5])
+def test_sphere_slerp_fast_path_has_finite_forward_mode_tangents_at_identical_pairs(dim):
+    # torch.func.jvp sets no requires_grad, so the plain coefficients run under forward mode;
+    # at x_1 = x_0 the derivative of the point along a tangent v of x_1 is kappa v (the
+    # geodesic's endpoint derivative at zero length), and every tangent must be finite.
+    s = Sphere()
+    g = torch.Generator().manual_seed(1)
+    x_0 = s.projx(torch.randn(8, dim, dtype=torch.float64, generator=g))
+    v = s.proju(x_0, torch.randn(8, dim, dtype=torch.float64, generator=g))
+    t = torch.rand(8, dtype=torch.float64, generator=g)
+    path = GeodesicProbPath(CondOTScheduler(), s)
+
+    def point_and_velocity(x_1):
+        out = path.sample(x_0, x_1, t)
+        return out.x_t, out.dx_t
+
+    (point, _), (d_point, d_velocity) = torch.func.jvp(point_and_velocity, (x_0,), (v,))
+    assert torch.isfinite(d_point).all() and torch.isfinite(d_velocity).all()
+    torch.testing.assert_close(d_point, t[:, None] * v, atol=1e-12, rtol=0)
+    torch.testing.assert_close(point, x_0, atol=1e-12, rtol=0)
+
+
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_the_path_on_a_scaled_manifold_has_the_exact_velocity(scale):
     import geoopt

@@ -221,14 +221,15 @@ def _sphere_slerp(
     input requires grad under autograd) the guarded form (``sinc``, ``theta_over_sin`` and a safe
     norm) keeps gradients finite at $x = y$; otherwise (data sampling, the common case) plain
     $\sin(s\theta)/\sin\theta$ with one guard at $\sin\theta = 0$, in about half the
-    kernel launches.
+    kernel launches; its forward-mode tangents (``torch.func.jvp``, which sets no
+    ``requires_grad``) are finite there too.
     """
     dot = _dot3 if x.shape[-1] == 3 else _dot_matvec(x)
     inner = dot(x, y)
     if value_checks_enabled(x):
         tol = 2.0 * membership_tolerance(x.dtype)  # |n^2 - 1| ~ 2 |n - 1|; geoopt: atol + rtol
         for name, p in (("x_0", x), ("x_1", y)):
-            lo, hi = torch.aminmax(dot(p, p))
+            lo, hi = torch.aminmax(dot(p, p).detach())
             if not (1.0 - tol <= float(lo) and float(hi) <= 1.0 + tol):
                 check_on_manifold(sphere, p, name)  # raises with geoopt's message
     w = torch.addcmul(y, inner, x, value=-1.0)  # y - <x, y> x, of norm sin(theta)
@@ -238,7 +239,12 @@ def _sphere_slerp(
         tiny = torch.finfo(w.dtype).tiny ** 0.5
         sin_theta = torch.where(sq > 0, sq.clamp_min(tiny).sqrt(), torch.zeros_like(sq))
     else:
-        sin_theta = dot(w, w).sqrt_()
+        # sin = sq / sqrt(sq) with sq -> 1 where it is 0: the same launches as a plain sqrt, and
+        # finite forward-mode tangents at identical pairs (where sqrt'(0) made them NaN).
+        sq = dot(w, w)
+        nonzero = sq > 0
+        inv = torch.where(nonzero, sq, 1.0).rsqrt_()
+        sin_theta = sq * inv
     theta = torch.atan2(sin_theta, inner)  # accurate near 0 and near pi
     st = s * theta
     sin_st, cos_st = torch.sin(st), torch.cos(st)
@@ -246,8 +252,6 @@ def _sphere_slerp(
         k = theta_over_sin(theta, sin_theta)
         b = s * sinc(st) * k
     else:
-        nonzero = sin_theta > 0
-        inv = torch.where(nonzero, sin_theta, 1.0).reciprocal_()
         b = torch.where(nonzero, sin_st * inv, s)  # b -> s as theta -> 0
         k = torch.where(nonzero, theta * inv, 1.0)
     a = torch.addcmul(cos_st, inner, b, value=-1.0)
