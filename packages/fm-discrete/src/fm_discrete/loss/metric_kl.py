@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from fm_discrete.loss._inputs import check_loss_inputs, check_reduction, reduce
-from fm_discrete.path.metric import _BLOCK_ELEMENTS, MetricDiscreteProbPath
+from fm_discrete.path.metric import _BLOCK_ELEMENTS, MetricDiscreteProbPath, _gaps, _log_kernel
 
 __all__ = ["MetricPathGeneralizedKL"]
 
@@ -93,11 +93,10 @@ def _model_log_rates(
     dtype = logits.dtype
     log_post = torch.log_softmax(logits, dim=-1).reshape(batch, -1, vocab)
     flat_x = x_t.reshape(batch, -1)
-    beta, d_beta = path.schedule(t.reshape(batch).double().clamp(max=1.0 - path.eps))
-    d = path.distance.to(device=logits.device, dtype=torch.float64)  # d[x, y]
-    d_y = d.T  # [y, x]: d(x, y) for target y
+    beta, d_beta = path._row_schedule(t, batch)
+    d, d_y = path._rate_tables(logits.device)
     # log p_t(x | y) per row: [B, y, x] (finite: beta is finite before t = 1).
-    log_p = torch.log_softmax(torch.where(d_y == 0, 0.0, -beta[:, None, None] * d_y), dim=-1)
+    log_p = torch.log_softmax(_log_kernel(beta[:, None, None], d_y), dim=-1)
     log_p = log_p.to(dtype)
     log_d_beta = d_beta.log().to(dtype)
     rows, cols = torch.meshgrid(
@@ -111,7 +110,7 @@ def _model_log_rates(
     for s in range(0, rows.numel(), step):
         r, c = rows[s : s + step], cols[s : s + step]
         z = flat_x[r, c]
-        log_gap = (d[z].unsqueeze(-1) - d_y.unsqueeze(0)).clamp_min(0.0).log().to(dtype)
+        log_gap = _gaps(d[z], d_y).log().to(dtype)
         terms = log_post[r, c].unsqueeze(-1) + log_p[r] + log_gap  # [n, y, x]
         # A rate that is 0 (every y's gap is 0) stays -inf with a zero, not NaN, gradient.
         none = torch.isneginf(terms).all(dim=1, keepdim=True)

@@ -197,6 +197,16 @@ class MetricDiscreteProbPath(ProbPath):
         shape = (-1,) + (1,) * (like.ndim - 1) if t.ndim else ()
         return beta.reshape(shape), d_beta.reshape(shape)
 
+    def _row_schedule(self, t: Tensor, batch: int) -> tuple[Tensor, Tensor]:
+        r"""$\beta_t$ and $\dot\beta_t$ per row, float64 ``[batch]``, guarded at $1 - \epsilon$."""
+        t_b = t.reshape(-1).expand(batch) if t.numel() == 1 else t.reshape(batch)
+        return self.schedule(t_b.double().clamp(max=1.0 - self.eps))
+
+    def _rate_tables(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The distance float64 ``d[x, y]`` and its transpose ``d_y[y, x] = d(x, y)``."""
+        d = self.distance.to(device=device, dtype=torch.float64)
+        return d, d.T
+
     def logits(self, x_1: Tensor, t: Tensor) -> Tensor:
         r"""$\log p_t(\cdot \mid x_1)$ up to a constant: $-\beta_t d(\cdot, x_1)$ (float64, ``-inf`` at $t=1$ off $x_1$).
 
@@ -209,8 +219,7 @@ class MetricDiscreteProbPath(ProbPath):
         """
         d = self._distance_to(x_1, torch.float64)
         beta, _ = self._beta(t, d, guard=False)
-        # d = 0 exactly at x_1: keep beta * d out there, so beta = inf gives 0, not NaN.
-        return torch.where(d == 0, torch.zeros((), dtype=d.dtype, device=d.device), -beta * d)
+        return _log_kernel(beta, d)
 
     def probabilities(self, x_1: Tensor, t: Tensor) -> Tensor:
         r"""$p_t(\cdot \mid x_1)$, ``[B, ..., V]`` float64 (uniform at $t=0$, one-hot at $t=1$)."""
@@ -253,7 +262,7 @@ class MetricDiscreteProbPath(ProbPath):
         check_same_device([("x_t", x_t), ("x_1", x_1), ("t", t)])
         d = self._distance_to(x_1, torch.float64)
         beta, d_beta = self._beta(t, d, guard=True)
-        p = torch.softmax(torch.where(d == 0, 0.0, -beta * d), dim=-1)
+        p = torch.softmax(_log_kernel(beta, d), dim=-1)
         d_now = d.gather(-1, x_t.unsqueeze(-1))
         rates = p * d_beta * (d_now - d).clamp_min(0.0)
         return _with_diagonal(rates, x_t)
@@ -287,21 +296,20 @@ class MetricDiscreteProbPath(ProbPath):
         batch = x_t.shape[0] if x_t.ndim else 1
         flat_p = posterior.reshape(batch, -1, vocab)
         flat_x = x_t.reshape(batch, -1)
-        t_b = t.reshape(-1).expand(batch) if t.numel() == 1 else t.reshape(batch)
-        beta, d_beta = self.schedule(t_b.double().clamp(max=1.0 - self.eps))
-        d = self.distance.to(device=posterior.device, dtype=torch.float64)  # d[x, y]
-        d_y = d.T  # [y, x]: d(x, y) for target y
+        beta, d_beta = self._row_schedule(t, batch)
+        d, d_y = self._rate_tables(posterior.device)
         rows_per_block = _BLOCK_ELEMENTS // max(1, flat_x.shape[1] * vocab * vocab)
         if rows_per_block >= 2 and vocab**3 <= _BLOCK_ELEMENTS:
             # Small V (pixels): many rows per block, the gaps [d(z, y) - d(x, y)]_+ of every
             # (z, y, x) tabulated once, in the posterior's dtype (4x faster than the row loop).
             dt = posterior.dtype
-            gaps = (d.unsqueeze(-1) - d_y.unsqueeze(0)).clamp_min(0.0).to(dt)  # [z, y, x]
+            gaps = _gaps(d, d_y).to(dt)  # [z, y, x]
             out = []
             for r in range(0, batch, rows_per_block):
                 rows = slice(r, r + rows_per_block)
-                logits = torch.where(d_y == 0, 0.0, -beta[rows, None, None] * d_y)
-                p_y = torch.softmax(logits, dim=-1).to(dt)  # [r, y, x]
+                p_y = torch.softmax(_log_kernel(beta[rows, None, None], d_y), -1).to(
+                    dt
+                )  # [r, y, x]
                 weight = p_y.unsqueeze(1) * gaps[flat_x[rows]]  # [r, n, y, x]
                 scale = d_beta[rows, None, None].to(dt)
                 out.append(torch.einsum("rny,rnyx->rnx", flat_p[rows], weight) * scale)
@@ -309,12 +317,12 @@ class MetricDiscreteProbPath(ProbPath):
         out = []
         for b in range(batch):
             # p_t(x | y) for every target y: [V_y, V_x].
-            p_y = torch.softmax(torch.where(d_y == 0, 0.0, -beta[b] * d_y), dim=-1)
+            p_y = torch.softmax(_log_kernel(beta[b], d_y), dim=-1)
             rows = []
             step = max(1, _BLOCK_ELEMENTS // (vocab * vocab))
             for s in range(0, flat_x.shape[1], step):
                 z = flat_x[b, s : s + step]
-                gap = (d[z].unsqueeze(-1) - d_y.unsqueeze(0)).clamp_min(0.0)  # [n, y, x]
+                gap = _gaps(d[z], d_y)  # [n, y, x]
                 weight = (p_y.unsqueeze(0) * gap).to(posterior.dtype)
                 rows.append(torch.einsum("ny,nyx->nx", flat_p[b, s : s + step], weight))
             out.append(torch.cat(rows) * d_beta[b].to(posterior.dtype))
@@ -323,6 +331,16 @@ class MetricDiscreteProbPath(ProbPath):
 
     def __repr__(self) -> str:
         return f"MetricDiscreteProbPath(V={self.vocabulary_size}, {self.schedule!r})"
+
+
+def _log_kernel(beta: Tensor, d: Tensor) -> Tensor:
+    r"""$-\beta d$, with 0 where $d = 0$ (the target itself), so $\beta = \infty$ gives 0, not NaN."""
+    return torch.where(d == 0, torch.zeros((), dtype=d.dtype, device=d.device), -beta * d)
+
+
+def _gaps(d_z: Tensor, d_y: Tensor) -> Tensor:
+    """$[d(z, y) - d(x, y)]_+$ as ``[..., y, x]`` for the rows ``d_z = d[z]`` ``[..., y]``."""
+    return (d_z.unsqueeze(-1) - d_y).clamp_min(0.0)
 
 
 def _with_diagonal(rates: Tensor, x_t: Tensor) -> Tensor:
