@@ -8,6 +8,10 @@ corpus' documents, ``fm_text.judge``), ``entropy`` (unigram token entropy, bits)
 and the ar baseline with its KV cache. ``--speed-lengths`` adds a speed-only comparison at longer
 lengths on untrained networks of the runs' size (speed does not depend on the weights for
 samplers with a fixed number of calls).
+
+``--configs SAMPLER:STEPS ...`` replaces the quality rows (``auto`` is fm-text's default sampler,
+confidence with its choice temperature; ``confidence`` rows are plain confidence). On a block
+diffusion run (``--block-size``) the steps count per block.
 """
 
 from __future__ import annotations
@@ -62,6 +66,7 @@ def quality(args) -> None:
     ref = chunks[:: max(1, chunks.shape[0] // args.num)][: args.num]
     texts = [tok.decode(r.tolist()) for r in ref]
     base = {"flow_step": flow.step, "ar_step": ar.step, "num": args.num, "length": cfg.context}
+    base["block_size"] = cfg.block_size
     _emit(
         args.out,
         {
@@ -71,7 +76,8 @@ def quality(args) -> None:
             "entropy": unigram_entropy(ref, tok.vocab_size),
         },
     )
-    runs = [("ar+kv", 0, ar)] + [(s, n, flow) for s, n in CONFIGS if s in args.samplers]
+    configs = args.configs or [(s, n) for s, n in CONFIGS if s in args.samplers]
+    runs = [("ar+kv", 0, ar)] + [(s, n, flow) for s, n in configs]
     for sampler, steps, run in runs:
         t0 = time.perf_counter()
         kw = _sampler_kw(sampler)
@@ -95,35 +101,49 @@ def quality(args) -> None:
 
 
 def speed(args) -> None:
+    """Tokens/s per sampler at each length: ``--repeats`` rounds, every row once per round (the
+    rows share the machine's load), median wall-clock and median process CPU time."""
+    import statistics
+
     from fm_text.model import TextTransformer
     from fm_text.run import TrainedRun
 
     for length in args.speed_lengths:
-        rows = {}
+        todo = []
         for name in ("ar", "flow"):
             run = load_run(args.ar if name == "ar" else args.flow, checkpoint="best")
             cfg = dataclasses.replace(run.config, context=length)
             net = TextTransformer(cfg.model_config(run.tokenizer.vocab_size)).eval()
             fake = TrainedRun(**{**run.__dict__, "config": cfg, "net": net})
-            todo = [("ar+kv", 1)] if name == "ar" else [(s, n) for s, n in args.speed_configs]
-            for sampler, steps in todo:
+            configs = [("ar+kv", 1)] if name == "ar" else args.speed_configs
+            todo += [(fake, sampler, steps) for sampler, steps in configs]
+        times = {i: ([], []) for i in range(len(todo))}
+        for _ in range(args.repeats):
+            for i, (fake, sampler, steps) in enumerate(todo):
                 kw = _sampler_kw(sampler)
-                t0 = time.perf_counter()
-                s = sample_run(
-                    fake, args.num, steps=steps, length=length, batch_size=args.num, **kw
-                )
-                dt = time.perf_counter() - t0
-                rows[(sampler, steps)] = s.tokens.numel() / dt
-                _emit(
-                    args.out,
-                    {
-                        "speed_only": True,
-                        "length": length,
-                        "sampler": sampler,
-                        "steps": steps,
-                        "tokens_per_s": s.tokens.numel() / dt,
-                    },
-                )
+                t0, c0 = time.perf_counter(), time.process_time()
+                sample_run(fake, args.num, steps=steps, length=length, batch_size=args.num, **kw)
+                times[i][0].append(time.perf_counter() - t0)
+                times[i][1].append(time.process_time() - c0)
+        ar_rate = None
+        for i, (fake, sampler, steps) in enumerate(todo):
+            wall, cpu = statistics.median(times[i][0]), statistics.median(times[i][1])
+            rate = args.num * length / wall
+            ar_rate = rate if sampler == "ar+kv" else ar_rate
+            _emit(
+                args.out,
+                {
+                    "speed_only": True,
+                    "length": length,
+                    "sampler": sampler,
+                    "steps": steps,
+                    "block_size": fake.config.block_size,
+                    "tokens_per_s": rate,
+                    "vs_ar": rate / ar_rate,
+                    "cpu_tokens_per_s": args.num * length / cpu,
+                    "repeats": args.repeats,
+                },
+            )
 
 
 def main() -> None:
@@ -136,9 +156,12 @@ def main() -> None:
     p.add_argument("--samplers", nargs="*", default=sorted({s for s, _ in CONFIGS}))
     p.add_argument("--speed-lengths", nargs="*", type=int, default=[])
     p.add_argument("--speed-configs", nargs="*", default=["confidence:16", "random:16", "euler:64"])
+    p.add_argument("--configs", nargs="*", default=[])
+    p.add_argument("--repeats", type=int, default=1, help="speed rounds (median)")
     p.add_argument("--skip-quality", action="store_true")
     args = p.parse_args()
     args.speed_configs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.speed_configs]
+    args.configs = [(c.split(":")[0], int(c.split(":")[1])) for c in args.configs]
     torch.set_num_threads(1)
     if not args.skip_quality:
         quality(args)

@@ -45,6 +45,12 @@ _TRAIN_OPTIONS: dict[str, tuple] = {
     "depth": (int, None, "blocks (overrides the preset)"),
     "heads": (int, None, "attention heads (overrides the preset)"),
     "conv_kernel": (int, None, "depthwise convolution width per block (0: attention only)"),
+    "block_size": (
+        int,
+        None,
+        "block diffusion (flow, mask source): blocks of this many tokens, each decoded after "
+        "the clean blocks before it, with a KV cache (0: off)",
+    ),
     "context": (int, None, "tokens per training sequence"),
     "vocab_size": (int, None, "BPE vocabulary size (special tokens included)"),
     "tokenizer": (str, None, "a local tokenizer.json instead of training a BPE"),

@@ -41,6 +41,9 @@ class TrainConfig:
         steps: optimiser steps in total (a resumed run continues up to this number).
         preset: model size, a key of ``PRESETS``; ``dim``/``depth``/``heads`` override it.
         conv_kernel: width of the depthwise convolution in each block (0: attention only).
+        block_size: block diffusion (flow runs with a mask source): blocks of this many tokens,
+            each a masked diffusion conditioned on the clean blocks before it (0: off, one
+            diffusion over the whole sequence). ``context`` must be a multiple of it.
         context: tokens per training sequence.
         vocab_size: BPE vocabulary size (ignored with ``tokenizer``).
         tokenizer: a local ``tokenizer.json`` instead of training one.
@@ -72,6 +75,7 @@ class TrainConfig:
     depth: int | None = None
     heads: int | None = None
     conv_kernel: int = 5
+    block_size: int = 0
     context: int = 64
     vocab_size: int = 2048
     tokenizer: str | None = None
@@ -142,6 +146,17 @@ class TrainConfig:
             raise ValueError(f"scheduler_n must be positive, got {self.scheduler_n}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        bs = self.block_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 0:
+            raise ValueError(f"block_size must be a non-negative int, got {bs!r}")
+        if bs and (self.model != "flow" or self.source != "mask" or self.context % bs):
+            raise ValueError(
+                f"block_size {bs}: block diffusion needs model 'flow', source 'mask' and a "
+                f"context that is a multiple of it; got model {self.model!r}, source "
+                f"{self.source!r}, context {self.context}"
+            )
+        if bs and self.fused_loss == "on":
+            raise ValueError("fused_loss 'on' is not available with block_size > 0")
         if self.model == "ar" and self.source != "mask":
             raise ValueError("source applies to flow runs only; leave it at 'mask' for --model ar")
 
@@ -158,6 +173,7 @@ class TrainConfig:
             causal=self.model == "ar",
             dropout=dropout,
             conv_kernel=self.conv_kernel,
+            block_size=self.block_size,
             **size,
         )
 

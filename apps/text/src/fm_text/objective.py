@@ -13,6 +13,13 @@ variables; the importance weight keeps the generalized KL an unbiased estimate o
 With a mask source, fm-discrete's ``MaskedPosterior`` gives the mask token no probability and
 copies unmasked tokens (their exact posterior): only masked positions carry loss. The stratified
 times and their weights are fm-discrete's ``stratified_uniform`` and ``mixture_times``.
+
+Block diffusion (``block_size > 0``, mask source): every block of every sequence gets its own
+time (stratified over all blocks of the batch) and the network sees the clean sequence next to the
+noised one (``net(x_t, t, clean=x_1)``); the loss is the sum of the blocks' losses. The validation
+bound is the sum over blocks of each block's ELBO given the clean blocks before it, an exact bound
+on the joint NLL; ``block_sequence_nll`` estimates it with ``MixturePathELBO``'s draws (one time
+per sequence and stratum shared by its blocks: each block's term keeps its expectation).
 """
 
 from __future__ import annotations
@@ -84,6 +91,7 @@ class FlowObjective:
         scheduler_n: exponent of ``PolynomialConvexScheduler``.
         loss: ``"gkl"`` or ``"ce"``.
         time_sampling: ``"uniform"``, ``"kappa"`` or ``"elbo"``.
+        block_size: block diffusion's block length (0: off); see the module notes.
         fused: compute the generalized KL (``loss="gkl"`` only) from the network's final hidden
             states with ``fm_kernels.generalized_kl_linear``. With its Triton kernel (CUDA) the
             ``[B·L, V]`` logits are never materialised, only one chunk at a time; elsewhere
@@ -104,7 +112,11 @@ class FlowObjective:
         time_sampling: str,
         fused: bool = False,
         kernel_backend: str = "auto",
+        block_size: int = 0,
     ) -> None:
+        if block_size and (source != "mask" or fused):
+            raise ValueError("block_size: block diffusion needs a mask source and no fused loss")
+        self.block_size = block_size
         if fused and loss != "gkl":
             raise ValueError(
                 f"fused_loss: the fused kernel computes the generalized KL; use loss 'gkl', "
@@ -136,6 +148,7 @@ class FlowObjective:
             loss=config.loss,
             time_sampling=config.time_sampling,
             fused=fused,
+            block_size=config.block_size,
         )
 
     def posterior(self, net: nn.Module) -> MaskedPosterior:
@@ -150,6 +163,8 @@ class FlowObjective:
 
     def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator) -> Tensor:
         """Mean loss per token of a batch ``x_1`` ``[B, L]`` (a scalar)."""
+        if self.block_size:
+            return self._block_loss(model, x_1, generator)
         batch = x_1.shape[0]
         t, weight = self._times(batch, generator)
         t, weight = t.to(x_1.device), weight.to(x_1.device)
@@ -164,6 +179,43 @@ class FlowObjective:
         else:
             per_token = self.ce(logits.float(), x_1, sample.x_t, t)
         return per_token.mean()
+
+    def _block_loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator) -> Tensor:
+        """``loss`` of block diffusion: one time per block, the clean sequence beside the noised."""
+        batch, length = x_1.shape
+        rows = batch * (length // self.block_size)  # one row per block
+        t, weight = self._times(rows, generator)
+        t, weight = t.to(x_1.device), weight.to(x_1.device)
+        blocks_1 = x_1.reshape(rows, self.block_size)
+        x_0 = torch.full_like(blocks_1, self.mask_id)  # the mask source: no draw needed
+        blocks_t = self.path.sample(x_0, blocks_1, t).x_t
+        x_t = blocks_t.reshape(batch, length)
+        logits = model(x=x_t, t=torch.zeros(batch, device=x_1.device), clean=x_1)
+        logits = logits.float().reshape(rows, self.block_size, -1)
+        if self.loss_kind == "gkl":
+            per_token = self.gkl(logits, blocks_1, blocks_t, t) * weight.unsqueeze(-1)
+        else:
+            per_token = self.ce(logits, blocks_1, blocks_t, t)
+        return per_token.mean()
+
+    @torch.no_grad()
+    def block_sequence_nll(
+        self, model: nn.Module, batches, num_time_samples: int, seed: int = 0
+    ) -> Tensor:
+        """Block diffusion's NLL bound (nats) per sequence ``[N]`` (float64, on the CPU).
+
+        Args:
+            model: the posterior (``posterior(net)``), called with ``clean=x_1``.
+            batches: iterable of long ``[B_j, L]``.
+            num_time_samples: ELBO time strata per sequence.
+            seed: base seed of the draws (as ``MixturePathELBO``).
+        """
+        elbo = self.elbo(num_time_samples, seed)
+        out, index = [], 0
+        for x_1 in batches:
+            out.append(elbo.sequence_nll(model, x_1, start_index=index, clean=x_1).cpu())
+            index += x_1.shape[0]
+        return torch.cat(out)
 
     def _fused_gkl(
         self, model: MaskedPosterior, x_1: Tensor, x_t: Tensor, t: Tensor, weight: Tensor

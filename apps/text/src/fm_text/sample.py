@@ -7,6 +7,11 @@ grid of ``steps``; the others are ``MaskedDiffusionSampler`` methods (mask-sourc
 (``DEFAULT_CHOICE_TEMPERATURE``) and one step per generated token on mask-source runs, and
 ``euler`` with 128 steps on uniform-source runs: chosen by the judge measurements in
 benchmarks/RESULTS.md (fm-text samplers).
+
+Block diffusion runs (``block_size > 0``) decode one block at a time with a masked decoder
+(``auto``: ``confidence``; ``steps`` counts the steps per block, one per token by default), the
+network reading the KV cache of the clean blocks before it; a finished block joins the cache in
+the first call of the next block (one pass over ``[clean block ; next block]``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from fm_discrete import MaskedDiffusionSampler, MixtureDiscreteEulerSolver
+from fm_discrete import MaskedDiffusionSampler, MaskedPosterior, MixtureDiscreteEulerSolver
 from fm_discrete.solver import MASKED_METHODS
 from fm_text.model import KVCache
 from fm_text.objective import FlowObjective
@@ -64,7 +69,7 @@ def resolve_sampler(run: TrainedRun, sampler: str, steps: int | None, length: in
 
     ``auto``: ``confidence`` on a mask-source flow run, else ``euler``. ``steps=None``: 128 Euler
     steps; one step per generated position for the masked decoders (``length``: the positions
-    not fixed by a prompt or suffix).
+    not fixed by a prompt or suffix); on block diffusion runs, steps per block, one per token.
     """
     cfg = run.config
     if cfg.model != "flow":
@@ -73,6 +78,8 @@ def resolve_sampler(run: TrainedRun, sampler: str, steps: int | None, length: in
         sampler = "confidence" if cfg.source == "mask" else "euler"
     if steps is None:
         steps = DEFAULT_EULER_STEPS if sampler == "euler" else length
+        if cfg.block_size:
+            steps = cfg.block_size
     return sampler, steps
 
 
@@ -181,16 +188,28 @@ def sample_run(
         )
     if cfg.model == "ar" and suffix:
         raise ValueError("suffix: autoregressive runs continue a prompt only; drop --suffix")
+    if cfg.block_size and suffix:
+        raise ValueError("suffix: block diffusion runs continue a prompt only; drop --suffix")
+    if cfg.block_size and sampler == "euler":
+        raise ValueError("sampler: block diffusion runs decode with a masked decoder, not euler")
     template, fixed = infill_layout(prompt_ids, suffix_ids, length, tok.mask_id)
     device = next(net.parameters()).device
     generator = torch.Generator(device=device).manual_seed(seed)
     solver = None
-    if cfg.model == "flow":
+    if cfg.model == "flow" and not cfg.block_size:
         solver = _flow_solver(run, temperature) if sampler == "euler" else _masked_sampler(run)
     out = []
     for start in range(0, num, batch_size):
         b = min(batch_size, num - start)
-        if solver is not None:
+        if cfg.block_size:
+            extra = {"choice_temperature": choice_temperature} if sampler == "confidence" else {}
+            tokens = template.to(device).expand(b, -1).clone()
+            out.append(
+                _sample_blocks(
+                    run, tokens, fixed.to(device), steps, sampler, temperature, generator, extra
+                )
+            )
+        elif solver is not None:
             tokens = template.to(device).expand(b, -1).clone()
             mask = fixed.to(device).expand(b, -1).clone()
             # float64 draws (the samplers' default): float32 noise misses rare tokens.
@@ -241,6 +260,71 @@ def _masked_sampler(run) -> MaskedDiffusionSampler:
         scheduler=objective.path.scheduler,
         model_output="logits",
     )
+
+
+class _BlockNet(nn.Module):
+    """The network as the masked decoder sees it while it decodes one block.
+
+    Reads the KV cache of the clean prefix and does not keep the block in it. ``pending``, a
+    finished block not yet in the cache, joins it in the next call: one pass over
+    ``[pending ; block]``, the pending rows blind to the block (block diffusion's mask).
+    """
+
+    def __init__(self, net: nn.Module, cache: KVCache) -> None:
+        super().__init__()
+        self.net, self.cache = net, cache
+        self.pending: Tensor | None = None
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if self.pending is None:
+            return self.net(x, cache=self.cache, commit=0)
+        n, start = self.pending.shape[1], self.cache.length
+        mask = torch.ones(2 * n, start + 2 * n, dtype=torch.bool, device=x.device)
+        mask[:n, start + n :] = False
+        both = torch.cat((self.pending, x), dim=1)
+        self.pending = None
+        return self.net(both, cache=self.cache, commit=n, mask=mask)[:, n:]
+
+    def flush(self) -> None:
+        """Put ``pending`` into the cache (a block whose decoding made no call)."""
+        if self.pending is not None:
+            self.net(self.pending, cache=self.cache)
+            self.pending = None
+
+
+def _sample_blocks(run, tokens, fixed, steps, sampler, temperature, generator, extra) -> Tensor:
+    """Block diffusion: decode ``tokens`` ``[B, L]`` (masks where ``fixed`` is off) block by block."""
+    net, tok = run.net, run.tokenizer
+    bs = run.config.block_size
+    batch, length = tokens.shape
+    padded = -(-length // bs) * bs  # whole blocks (the model's convolution reads whole blocks)
+    x = torch.full((batch, padded), tok.mask_id, dtype=torch.long, device=tokens.device)
+    x[:, :length] = tokens
+    keep = torch.zeros(padded, dtype=torch.bool, device=tokens.device)
+    keep[:length] = fixed
+    cache = KVCache(net.config, batch, tokens.device, next(net.parameters()).dtype)
+    model = _BlockNet(net, cache)
+    objective = FlowObjective.from_config(run.config, tok)
+    solver = MaskedDiffusionSampler(
+        MaskedPosterior(model, tok.mask_id),
+        tok.vocab_size,
+        tok.mask_id,
+        scheduler=objective.path.scheduler,
+        model_output="logits",
+    )
+    for lo in range(0, padded, bs):
+        block, held = x[:, lo : lo + bs], keep[lo : lo + bs].expand(batch, -1)
+        if not bool(((block == tok.mask_id) & ~held).any()):  # a prompt block
+            model.flush()
+        else:
+            block = solver.sample(
+                block, steps, method=sampler, temperature=temperature, fixed_mask=held,
+                generator=generator, **extra,
+            )  # fmt: skip
+            model.flush()  # the decoder made no call (nothing left to decode)
+            x[:, lo : lo + bs] = block
+        model.pending = block if lo + bs < padded else None
+    return x[:, :length]
 
 
 def _sample_ar(run, prompt_ids, length, batch, temperature, generator, device) -> Tensor:

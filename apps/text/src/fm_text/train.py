@@ -82,7 +82,9 @@ def validation_nll(
     was_training = net.training
     net.eval()
     batches = chunks.split(batch_size)
-    if objective is not None:
+    if objective is not None and objective.block_size:
+        out = objective.block_sequence_nll(objective.posterior(net), batches, num_time_samples)
+    elif objective is not None:
         out = objective.elbo(num_time_samples).evaluate(objective.posterior(net), batches)
         out = out.sequence_nll
     else:
@@ -155,6 +157,7 @@ def _objective(config: TrainConfig, tok, device: torch.device) -> FlowObjective 
         return None
     fused = config.fused_loss == "on" or (
         config.fused_loss == "auto"
+        and not config.block_size
         and config.loss == "gkl"
         and device.type == "cuda"
         and fused_loss_available()

@@ -4,6 +4,13 @@ The flow model sees $x_t$ and $t$ and returns posterior logits $p_{1|t}(\cdot \m
 position (bidirectional attention). The autoregressive baseline is the same body with a causal mask
 and $t$ fixed at 0 (its adaLN modulation is then a learned constant), trained on next-token targets;
 it samples with a KV cache.
+
+Block diffusion (``block_size > 0``; Arriola et al., "Block Diffusion", ICLR 2025): the sequence
+is cut into blocks of ``block_size`` tokens, and each block is a masked diffusion conditioned on
+the clean blocks before it. Training runs one pass over ``[x_t ; x_1]`` (``forward(..., clean=x_1)``,
+both halves at the same rotary positions) under ``block_attention_mask``; the model is time-free
+(a mask source needs no $t$), its convolution stays inside a block, and sampling decodes one block
+at a time against a KV cache of the clean prefix (``forward(..., cache=..., commit=...)``).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PRESETS", "KVCache", "ModelConfig", "TextTransformer"]
+__all__ = ["PRESETS", "KVCache", "ModelConfig", "TextTransformer", "block_attention_mask"]
 
 #: Sizes by name. ``tiny`` was sized by measured optimiser steps per second on 2 CPU cores (see
 #: benchmarks/RESULTS.md): steps matter more than width there. ``small`` is a GPU size.
@@ -39,7 +46,10 @@ class ModelConfig:
         dropout: dropout on attention weights and residual branches while training.
         mlp_ratio: hidden width of the MLP over ``dim``.
         conv_kernel: width of the depthwise convolution over positions in each block (0: none);
-            centred in the flow model, causal (left only) in the autoregressive one.
+            centred in the flow model, causal (left only) in the autoregressive one, and
+            within each block in block diffusion.
+        block_size: block diffusion's block length (0: the whole sequence is one diffusion);
+            ``context`` must be a multiple of it, and ``causal`` must be off.
     """
 
     vocab_size: int
@@ -51,6 +61,7 @@ class ModelConfig:
     dropout: float = 0.0
     mlp_ratio: int = 4
     conv_kernel: int = 5
+    block_size: int = 0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "context", "dim", "depth", "heads", "mlp_ratio"):
@@ -71,6 +82,14 @@ class ModelConfig:
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        bs = self.block_size
+        if isinstance(bs, bool) or not isinstance(bs, int) or bs < 0:
+            raise ValueError(f"block_size must be a non-negative int, got {bs!r}")
+        if bs and (self.causal or self.context % bs):
+            raise ValueError(
+                f"block_size ({bs}) needs a bidirectional model and a context that is a multiple "
+                f"of it, got causal={self.causal}, context={self.context}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,6 +118,33 @@ class KVCache:
         self.length = 0
 
 
+def block_attention_mask(length: int, block_size: int, device=None) -> Tensor:
+    """Block diffusion's attention mask over ``[x_t ; x_1]``: bool ``[2L, 2L]``, ``True`` = attends.
+
+    A noised token of block $b$ sees the noised tokens of block $b$ and the clean tokens of
+    blocks $< b$; a clean token of block $b$ sees the clean tokens of blocks $\\le b$.
+
+    Example:
+        >>> block_attention_mask(4, 2).int()
+        tensor([[1, 1, 0, 0, 0, 0, 0, 0],
+                [1, 1, 0, 0, 0, 0, 0, 0],
+                [0, 0, 1, 1, 1, 1, 0, 0],
+                [0, 0, 1, 1, 1, 1, 0, 0],
+                [0, 0, 0, 0, 1, 1, 0, 0],
+                [0, 0, 0, 0, 1, 1, 0, 0],
+                [0, 0, 0, 0, 1, 1, 1, 1],
+                [0, 0, 0, 0, 1, 1, 1, 1]], dtype=torch.int32)
+    """
+    if block_size < 1 or length % block_size:
+        raise ValueError(f"length ({length}) must be a multiple of block_size ({block_size})")
+    block = torch.arange(length, device=device) // block_size
+    same = block.unsqueeze(1) == block.unsqueeze(0)
+    before = block.unsqueeze(1) > block.unsqueeze(0)
+    upto = same | before
+    none = torch.zeros_like(same)
+    return torch.cat((torch.cat((same, before), 1), torch.cat((none, upto), 1)), 0)
+
+
 def _rotary_tables(context: int, head_dim: int) -> tuple[Tensor, Tensor]:
     inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
     angles = torch.outer(torch.arange(context, dtype=torch.float64), inv)
@@ -121,7 +167,13 @@ class _Attention(nn.Module):
         self.dropout = config.dropout
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None,
+        layer: int,
+        mask: Tensor | None = None,
     ) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
@@ -136,7 +188,9 @@ class _Attention(nn.Module):
             # A single new query attends to every cached key; a prompt prefill starts at 0.
             causal = causal and n > 1
         p = self.dropout if self.training else 0.0
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=p)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal and mask is None, dropout_p=p
+        )
         return self.out(y.transpose(1, 2).reshape(b, n, d))
 
 
@@ -150,6 +204,7 @@ class _LocalConv(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.kernel, self.causal = config.conv_kernel, config.causal
+        self.block = config.block_size
         self.weight = nn.Parameter(torch.zeros(config.dim, 1, config.conv_kernel))
 
     def forward(self, h: Tensor, cache: KVCache | None, layer: int) -> Tensor:
@@ -163,6 +218,11 @@ class _LocalConv(nn.Module):
             else:
                 x = F.pad(x, (self.kernel - 1, 0))
             y = F.conv1d(x, self.weight, groups=h.shape[-1])
+        elif self.block:  # within each block: inputs are whole, aligned blocks
+            b, n, d = h.shape
+            x = h.reshape(b * n // self.block, self.block, d).transpose(1, 2)
+            y = F.conv1d(x, self.weight, padding=self.kernel // 2, groups=d)
+            return y.transpose(1, 2).reshape(b, n, d)
         else:
             y = F.conv1d(x, self.weight, padding=self.kernel // 2, groups=h.shape[-1])
         return y.transpose(1, 2)
@@ -184,13 +244,20 @@ class _Block(nn.Module):
         self.norm0 = nn.LayerNorm(d, elementwise_affine=False)
 
     def forward(
-        self, x: Tensor, c: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int
+        self,
+        x: Tensor,
+        c: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None,
+        layer: int,
+        mask: Tensor | None = None,
     ) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(1).chunk(6, dim=-1)
         if self.conv is not None:  # its own residual branch: a gradient from the first step
             x = x + self.conv(self.norm0(x), cache, layer)
         h = self.norm1(x) * (1 + scale1) + shift1
-        x = x + gate1 * self.drop(self.attn(h, cos, sin, cache, layer))
+        x = x + gate1 * self.drop(self.attn(h, cos, sin, cache, layer, mask))
         h = self.norm2(x) * (1 + scale2) + shift2
         return x + gate2 * self.drop(self.mlp(h))
 
@@ -256,15 +323,27 @@ class TextTransformer(nn.Module):
         cache: KVCache | None = None,
         *,
         return_hidden: bool = False,
+        clean: Tensor | None = None,
+        commit: int | None = None,
+        mask: Tensor | None = None,
     ) -> Tensor:
         """Logits at every position.
 
         Args:
             x: token ids, long ``[B, L]`` with ``L <= context`` (minus cached positions).
             t: times ``[B]`` in $[0, 1]$ (flow model); ``None`` means 0 (the autoregressive model).
-            cache: a ``KVCache`` to read and extend (causal models, incremental decoding).
+                Block diffusion models ignore it (they are time-free).
+            cache: a ``KVCache`` to read and extend (causal models, incremental decoding; block
+                diffusion: the clean prefix).
             return_hidden: return the final hidden states ``[B, L, dim]`` that ``head`` maps to
                 the logits, for a loss fused with the output projection (the logits never exist).
+            clean: block diffusion training: the clean sequence ``x_1`` ``[B, L]`` next to the
+                noised ``x`` (one pass over ``[x ; clean]`` under ``block_attention_mask``); the
+                output is that of the noised half.
+            commit: with a cache: how many of the ``L`` new positions join the cache (default
+                all); the keys and values of the others are written past its end and are
+                overwritten by the next call (block diffusion reads a block without keeping it).
+            mask: with a cache: bool attention mask ``[L, cached + L]`` (``True`` = attends).
 
         Returns:
             Logits ``[B, L, vocab_size]`` (hidden states ``[B, L, dim]`` with ``return_hidden``).
@@ -275,15 +354,26 @@ class TextTransformer(nn.Module):
             raise ValueError(
                 f"sequence of {start + n} tokens exceeds the model context {self.config.context}"
             )
-        if t is None:
+        if t is None or self.config.block_size:
             t = torch.zeros(b, device=x.device)
         c = self._time_embedding(t)
         cos, sin = self.rope_cos[start : start + n], self.rope_sin[start : start + n]
+        if clean is not None:
+            if cache is not None or not self.config.block_size or clean.shape != x.shape:
+                raise ValueError(
+                    "clean: block diffusion training takes a clean sequence of the shape of x, "
+                    "without a cache, on a model with block_size > 0"
+                )
+            mask = block_attention_mask(n, self.config.block_size, x.device)
+            x = torch.cat((x, clean), dim=1)
+            cos, sin = cos.repeat(2, 1), sin.repeat(2, 1)
         h = self.embed(x)
         for i, block in enumerate(self.blocks):
-            h = block(h, c, cos, sin, cache, i)
+            h = block(h, c, cos, sin, cache, i, mask)
         if cache is not None:
-            cache.length += n
+            cache.length += n if commit is None else commit
+        if clean is not None:
+            h = h[:, :n]
         shift, scale = self.final_ada(c).unsqueeze(1).chunk(2, dim=-1)
         hidden = self.norm(h) * (1 + scale) + shift
         return hidden if return_hidden else self.head(hidden)
