@@ -43,7 +43,7 @@ def test_attention_mask_structure():
         block_attention_mask(6, 4)
 
 
-@pytest.mark.parametrize("conv", [0, 3])
+@pytest.mark.parametrize("conv", [0, 1, 3, 5])
 def test_no_leak_from_later_blocks_or_own_clean_tokens(conv):
     net = _net(block_size=2, conv=conv)
     x_1 = torch.randint(0, MASK, (1, 8))
@@ -58,9 +58,10 @@ def test_no_leak_from_later_blocks_or_own_clean_tokens(conv):
     other = net(x_tb, clean=x_1b)
     torch.testing.assert_close(other[:, :4], base[:, :4])
     # ... and an earlier clean block does change them (the conditioning is there).
-    x_1c = x_1.clone()
-    x_1c[0, 0] = (x_1c[0, 0] + 1) % MASK
-    assert not torch.allclose(net(x_t, clean=x_1c)[:, 2:4], base[:, 2:4])
+    for pos in (0, 1):
+        x_1c = x_1.clone()
+        x_1c[0, pos] = (x_1c[0, pos] + 1) % MASK
+        assert not torch.allclose(net(x_t, clean=x_1c)[:, 2:4], base[:, 2:4])
 
 
 def test_one_block_is_the_plain_model_at_t_zero():
@@ -81,10 +82,12 @@ def test_one_block_is_the_plain_model_at_t_zero():
     torch.testing.assert_close(got, want)
 
 
-def test_cached_block_decoding_matches_the_training_pass():
+@pytest.mark.parametrize("conv", [3, 5])
+def test_cached_block_decoding_matches_the_training_pass(conv):
     """Reading block b against the cache of the clean prefix gives the training pass' logits,
-    with and without the finished block's commit fused into the call."""
-    net = _net(block_size=2)
+    with and without the finished block's commit fused into the call (the convolution reads
+    the clean positions before the block: 1 or 2, i.e. up to a whole earlier block)."""
+    net = _net(block_size=2, conv=conv)
     x_1 = torch.randint(0, MASK, (2, 8))
     x_t = x_1.clone()
     x_t[:, 4] = MASK

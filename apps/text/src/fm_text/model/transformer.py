@@ -11,6 +11,7 @@ the clean blocks before it. Training runs one pass over ``[x_t ; x_1]`` (``forwa
 both halves at the same rotary positions) under ``block_attention_mask``; the model is time-free
 (a mask source needs no $t$), its convolution stays inside a block, and sampling decodes one block
 at a time against a KV cache of the clean prefix (``forward(..., cache=..., commit=...)``).
+The convolution of a token of block $b$ reads its own block and the clean positions before it.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ class ModelConfig:
         dropout: dropout on attention weights and residual branches while training.
         mlp_ratio: hidden width of the MLP over ``dim``.
         conv_kernel: width of the depthwise convolution over positions in each block (0: none);
-            centred in the flow model, causal (left only) in the autoregressive one, and
-            within each block in block diffusion.
+            centred in the flow model, causal (left only) in the autoregressive one; in block
+            diffusion a token reads its own block and the clean positions before it.
         block_size: block diffusion's block length (0: the whole sequence is one diffusion);
             ``context`` must be a multiple of it, and ``causal`` must be off.
     """
@@ -207,8 +208,23 @@ class _LocalConv(nn.Module):
         self.block = config.block_size
         self.weight = nn.Parameter(torch.zeros(config.dim, 1, config.conv_kernel))
 
-    def forward(self, h: Tensor, cache: KVCache | None, layer: int) -> Tensor:
-        """The convolution of ``h`` ``[B, L, D]`` over positions (not added to ``h``)."""
+    def forward(
+        self,
+        h: Tensor,
+        cache: KVCache | None,
+        layer: int,
+        commit: int | None = None,
+        halves: bool = False,
+    ) -> Tensor:
+        """The convolution of ``h`` ``[B, L, D]`` over positions (not added to ``h``).
+
+        Block diffusion: a token of block $b$ reads its own block and the clean positions before
+        the block (never a later block). ``halves``: ``h`` is ``[noised ; clean]`` (training);
+        with a cache, ``h`` is whole blocks whose first ``commit`` positions are clean and join
+        the cache's last clean inputs (``cache.conv``).
+        """
+        if self.block:
+            return self._blockwise(h, cache, layer, commit, halves)
         x = h.transpose(1, 2)  # [B, D, L]
         if self.causal:
             if cache is not None:
@@ -218,14 +234,48 @@ class _LocalConv(nn.Module):
             else:
                 x = F.pad(x, (self.kernel - 1, 0))
             y = F.conv1d(x, self.weight, groups=h.shape[-1])
-        elif self.block:  # within each block: inputs are whole, aligned blocks
-            b, n, d = h.shape
-            x = h.reshape(b * n // self.block, self.block, d).transpose(1, 2)
-            y = F.conv1d(x, self.weight, padding=self.kernel // 2, groups=d)
-            return y.transpose(1, 2).reshape(b, n, d)
         else:
             y = F.conv1d(x, self.weight, padding=self.kernel // 2, groups=h.shape[-1])
         return y.transpose(1, 2)
+
+    def _conv_blocks(self, seg: Tensor, left: Tensor) -> Tensor:
+        """Blocks ``seg`` ``[B, N, bs, D]`` with the clean inputs before each ``left``
+        ``[B, N, r, D]``, zero after the block: the centred convolution ``[B, N, bs, D]``."""
+        b, nb, bs, d = seg.shape
+        x = torch.cat((left, seg, torch.zeros_like(left)), dim=2).reshape(b * nb, -1, d)
+        y = F.conv1d(x.transpose(1, 2), self.weight, groups=d)
+        return y.transpose(1, 2).reshape(b, nb, bs, d)
+
+    def _left(self, clean: Tensor) -> Tensor:
+        """The ``r`` positions of ``clean`` ``[B, L, D]`` before each block: ``[B, L/bs, r, D]``."""
+        r, bs = self.kernel // 2, self.block
+        padded = F.pad(clean, (0, 0, r, 0))
+        idx = torch.arange(0, clean.shape[1], bs, device=clean.device).unsqueeze(1)
+        return padded[:, idx + torch.arange(r, device=clean.device)]
+
+    def _blockwise(self, h, cache, layer, commit, halves) -> Tensor:
+        b, n, d = h.shape
+        bs, r = self.block, self.kernel // 2
+        if r == 0:  # width 1: a per-position scale
+            return h * self.weight[:, 0, 0]
+        if halves:
+            noised, clean = h[:, : n // 2], h[:, n // 2 :]
+            left = self._left(clean)
+            parts = [self._conv_blocks(x.reshape(b, -1, bs, d), left) for x in (noised, clean)]
+            return torch.cat(parts, dim=1).reshape(b, n, d)
+        if cache is None:  # a sequence of clean blocks
+            return self._conv_blocks(h.reshape(b, -1, bs, d), self._left(h)).reshape(b, n, d)
+        running = cache.conv[layer][:, cache.conv.shape[2] - r :]  # last clean inputs [B, r, D]
+        commit = n if commit is None else commit
+        out = []
+        for lo in range(0, n, bs):
+            seg = h[:, lo : lo + bs]
+            out.append(self._conv_blocks(seg.unsqueeze(1), running.unsqueeze(1)).squeeze(1))
+            if lo < commit:
+                running = torch.cat((running, seg), dim=1)[:, -r:]
+        if commit:
+            cache.conv[layer][:, cache.conv.shape[2] - r :] = running
+        return torch.cat(out, dim=1)
 
 
 class _Block(nn.Module):
@@ -252,10 +302,12 @@ class _Block(nn.Module):
         cache: KVCache | None,
         layer: int,
         mask: Tensor | None = None,
+        commit: int | None = None,
+        halves: bool = False,
     ) -> Tensor:
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).unsqueeze(1).chunk(6, dim=-1)
         if self.conv is not None:  # its own residual branch: a gradient from the first step
-            x = x + self.conv(self.norm0(x), cache, layer)
+            x = x + self.conv(self.norm0(x), cache, layer, commit, halves)
         h = self.norm1(x) * (1 + scale1) + shift1
         x = x + gate1 * self.drop(self.attn(h, cos, sin, cache, layer, mask))
         h = self.norm2(x) * (1 + scale2) + shift2
@@ -369,7 +421,7 @@ class TextTransformer(nn.Module):
             cos, sin = cos.repeat(2, 1), sin.repeat(2, 1)
         h = self.embed(x)
         for i, block in enumerate(self.blocks):
-            h = block(h, c, cos, sin, cache, i, mask)
+            h = block(h, c, cos, sin, cache, i, mask, commit, clean is not None)
         if cache is not None:
             cache.length += n if commit is None else commit
         if clean is not None:
