@@ -9,7 +9,8 @@ and the ar baseline with its KV cache. ``--speed-lengths`` adds a speed-only com
 lengths on untrained networks of the runs' size (speed does not depend on the weights for
 samplers with a fixed number of calls).
 
-``--configs SAMPLER:STEPS ...`` replaces the quality rows (``auto`` is fm-text's default sampler,
+``--compare RUN=SAMPLER:STEPS ...`` adds rows of other flow runs on the same tokenizer (one
+judge fit for all). ``--configs SAMPLER:STEPS ...`` replaces the quality rows (``auto`` is fm-text's default sampler,
 confidence with its choice temperature; ``confidence`` rows are plain confidence). On a block
 diffusion run (``--block-size``) the steps count per block.
 """
@@ -78,6 +79,12 @@ def quality(args) -> None:
     )
     configs = args.configs or [(s, n) for s, n in CONFIGS if s in args.samplers]
     runs = [("ar+kv", 0, ar)] + [(s, n, flow) for s, n in configs]
+    for item in args.compare:  # RUN=SAMPLER:STEPS rows of another flow run, same judge
+        path, config = item.rsplit("=", 1)
+        other = load_run(path, checkpoint="best")
+        if other.tokenizer.fingerprint() != tok.fingerprint():
+            raise SystemExit(f"--compare: {path} uses another tokenizer than --flow")
+        runs.append((config.split(":")[0], int(config.split(":")[1]), other))
     for sampler, steps, run in runs:
         t0 = time.perf_counter()
         kw = _sampler_kw(sampler)
@@ -89,6 +96,8 @@ def quality(args) -> None:
             args.out,
             {
                 **base,
+                "run": str(run.run_dir),
+                "run_step": run.step,
                 "sampler": sampler,
                 "steps": steps,
                 "judge_bpc": judge.score(s.texts),
@@ -157,6 +166,7 @@ def main() -> None:
     p.add_argument("--speed-lengths", nargs="*", type=int, default=[])
     p.add_argument("--speed-configs", nargs="*", default=["confidence:16", "random:16", "euler:64"])
     p.add_argument("--configs", nargs="*", default=[])
+    p.add_argument("--compare", nargs="*", default=[], help="RUN=SAMPLER:STEPS rows")
     p.add_argument("--repeats", type=int, default=1, help="speed rounds (median)")
     p.add_argument("--skip-quality", action="store_true")
     args = p.parse_args()
