@@ -283,7 +283,8 @@ class _BlockNet(nn.Module):
         mask[:n, start + n :] = False
         both = torch.cat((self.pending, x), dim=1)
         self.pending = None
-        return self.net(both, cache=self.cache, commit=n, mask=mask)[:, n:]
+        hidden = self.net(both, cache=self.cache, commit=n, mask=mask, return_hidden=True)
+        return self.net.head(hidden[:, n:])  # logits of the block only
 
     def flush(self) -> None:
         """Put ``pending`` into the cache (a block whose decoding made no call)."""
