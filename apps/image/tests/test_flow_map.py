@@ -96,7 +96,7 @@ def teacher_run(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("reflow_loss", ["fm", "meanflow"])
+@pytest.mark.parametrize("reflow_loss", ["huber", "meanflow"])
 def test_reflow_run_makes_the_teachers_pairs_and_samples_in_nfe_jumps(
     teacher_run, tmp_path, capsys, reflow_loss
 ):
@@ -155,18 +155,21 @@ def test_bad_teachers_are_one_line_exit_2(teacher_run, flow_map_run, tmp_path, c
         assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize("reflow_loss", ["fm", "huber"])
 @pytest.mark.parametrize("one_step", [1.0, 0.0])
 def test_reflow_loss_regresses_the_pairs_jump_at_the_one_step_fraction(
-    tiny_config, tmp_path, one_step
+    tiny_config, tmp_path, one_step, reflow_loss
 ):
     """Every stored pair is (a, b); a model that returns b - a exactly at (t, r) = (0, 1) and 0
-    elsewhere has zero loss when the whole batch is at the 1-step jump, and not otherwise."""
-    from fm_image.flow_map import FlowMapObjective
+    elsewhere has zero loss when the whole batch is at the 1-step jump, and not otherwise: the
+    mean square of b - a (``fm``) or its pseudo-Huber value (``huber``)."""
+    from fm_image.flow_map import REFLOW_HUBER_C, FlowMapObjective
     from fm_image.flows import StepSlice
 
     cfg = tiny_config(
-        tmp_path / "r", objective="reflow", teacher="unused", reflow_one_step=one_step
-    )
+        tmp_path / "r", objective="reflow", teacher="unused", reflow_one_step=one_step,
+        reflow_loss=reflow_loss,
+    )  # fmt: skip
     flow = FlowMapObjective(cfg, (1, 8, 8), 10, 17)
     a, b = torch.randn(1, 1, 8, 8), torch.randn(1, 1, 8, 8)
     flow._pairs = (a.expand(5, -1, -1, -1), b.expand(5, -1, -1, -1), torch.arange(5))
@@ -177,7 +180,35 @@ def test_reflow_loss_regresses_the_pairs_jump_at_the_one_step_fraction(
 
     loss = flow.loss(model, torch.zeros(8, 1, 8, 8), torch.zeros(8, dtype=torch.long),
                      StepSlice(8, 0, 8), torch.Generator().manual_seed(0))  # fmt: skip
+    norm2 = float((b - a).square().sum())
     if one_step == 1.0:
         assert float(loss) == 0.0
+    elif reflow_loss == "fm":
+        assert float(loss) == pytest.approx(norm2 / 64, rel=1e-5)
     else:
-        assert float(loss) == pytest.approx(float((b - a).square().mean()), rel=1e-5)
+        c = REFLOW_HUBER_C
+        assert float(loss) == pytest.approx((norm2 + c * c) ** 0.5 - c, rel=1e-5)
+
+
+def test_pseudo_huber_is_quadratic_near_zero_and_has_unit_gradient_far_away():
+    from fm_image.flow_map import pseudo_huber
+
+    c = 0.03
+    small = torch.full((1, 4), 1e-4, requires_grad=True)
+    big = torch.full((1, 4), 10.0, requires_grad=True)
+    (pseudo_huber(small, c) + pseudo_huber(big, c)).sum().backward()
+    # ||e||^2 / 2c near zero (gradient e / c), ||e|| - c far away (gradient of norm 1)
+    assert float(pseudo_huber(small.detach(), c)) == pytest.approx(4e-8 / (2 * c), rel=1e-3)
+    torch.testing.assert_close(small.grad, small.detach() / c, rtol=1e-3, atol=0)
+    assert float(big.grad.norm()) == pytest.approx(1.0, rel=1e-4)
+    assert pseudo_huber(torch.zeros(3, 2, 2), c).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_reflow_runs_default_to_the_shorter_ema_and_an_explicit_decay_wins():
+    from fm_image.config import REFLOW_EMA_DECAY, TrainConfig
+
+    assert TrainConfig().ema_decay == 0.999 == TrainConfig(objective="meanflow").ema_decay
+    assert TrainConfig(objective="reflow", teacher="x").ema_decay == REFLOW_EMA_DECAY == 0.995
+    assert TrainConfig(objective="reflow", teacher="x", ema_decay=0.9).ema_decay == 0.9
+    with pytest.raises(ValueError, match="--ema-decay"):
+        TrainConfig(ema_decay=1.0)._check_optimizer()

@@ -106,7 +106,12 @@ def _optimizer_args(p: argparse.ArgumentParser) -> None:
         default=d.min_lr_ratio,
         help="final rate / peak rate of the decay",
     )
-    a("--ema-decay", type=float, default=d.ema_decay, help="EMA decay of the sampling weights")
+    a(
+        "--ema-decay",
+        type=float,
+        default=d.ema_decay,
+        help="EMA decay of the sampling weights (None: 0.999, or 0.995 for --objective reflow)",
+    )
     a("--grad-clip", type=float, default=d.grad_clip, help="gradient-norm clip (0: off)")
 
 
@@ -202,8 +207,8 @@ def _objective_args(p: argparse.ArgumentParser) -> None:
         "--reflow-loss",
         default=d.reflow_loss,
         choices=REFLOW_LOSSES,
-        help="--objective reflow: fm (u(x_t, t, r) regresses x_1 - x_0, no JVP) or meanflow "
-        "(MeanFlow's identity target on the pairs)",
+        help="--objective reflow: fm (u(x_t, t, r) regresses x_1 - x_0, no JVP), huber (the "
+        "same with a pseudo-Huber loss per sample) or meanflow (MeanFlow's identity target)",
     )
     a(
         "--reflow-one-step",

@@ -15,6 +15,7 @@ the teacher's velocity), and trains on ``ReflowCoupling``'s pairs, a fraction ``
 of each batch at the 1-step jump $(t, r) = (0, 1)$, the rest uniform pairs with
 ``mf_equal_fraction`` of them at $r = t$: with ``reflow_loss="fm"``
 $u(x_t, t, r)$ regresses $x_1 - x_0$ for every $r \ge t$ (the rectified-flow loss, no JVP), with
+``"huber"`` (the default) the same error under the pseudo-Huber loss of Lee et al. (2024), with
 ``"meanflow"`` MeanFlow's identity target on the pairs. The guidance is in the pairs, so no label
 is dropped and none is folded into the loss.
 """
@@ -39,13 +40,17 @@ from fm_core.training import RunError
 from fm_image.config import TrainConfig, read_run_config
 from fm_image.flows import ContinuousFlow, StepSlice, _drop, _labels_for_model
 
-__all__ = ["REFLOW_DIR", "REFLOW_STEP", "FlowMapObjective", "check_teacher"]
+__all__ = ["REFLOW_DIR", "REFLOW_STEP", "FlowMapObjective", "check_teacher", "pseudo_huber"]
 
 #: MeanFlow's ImageNet time sampler (logit-normal, mean -0.4, std 1, in the paper's time).
 MEANFLOW_TIME = (-0.4, 1.0)
-#: The teacher's ODE for reflow pairs: midpoint steps of this size (10 steps, 20 evaluations; the
-#: demo model at 8 evaluations, 4 midpoint steps, has fd 1.68 against 1.66 at 20).
-REFLOW_STEP = 0.1
+#: The teacher's ODE for reflow pairs: midpoint steps of this size (4 steps, 8 evaluations; the
+#: demo model has fd 1.68 there against 1.66 at 20, and its students measured no worse on these
+#: pairs than on 8-step ones at 0.4x the cost, benchmarks/RESULTS.md issue 17 round 3).
+REFLOW_STEP = 0.25
+#: ``--reflow-loss huber``: the pseudo-Huber constant $c$ of $\sqrt{\lVert\Delta\rVert^2 + c^2} - c$
+#: (per sample; Lee et al. 2024 use $0.00054\sqrt{d}$, 0.0043 on the digits, which measured alike).
+REFLOW_HUBER_C = 0.03
 #: Folder of the reflow pairs inside the student's run directory.
 REFLOW_DIR = "reflow-pairs"
 #: Options a teacher must share with its reflow student (same data, network and classes).
@@ -165,7 +170,10 @@ class FlowMapObjective(ContinuousFlow):
             return self.loss_fn(model, x_0, x_1, t, r, **extras)
         x_t = self.path.sample(x_0, x_1, t).x_t
         u = model(x=x_t, t=t, r=r, **extras)
-        return (u.float() - (x_1 - x_0)).square().mean()
+        err = u.float() - (x_1 - x_0)
+        if self.cfg.reflow_loss == "huber":
+            return pseudo_huber(err, REFLOW_HUBER_C).mean()
+        return err.square().mean()
 
     @torch.no_grad()
     def sample(
@@ -195,6 +203,16 @@ class FlowMapObjective(ContinuousFlow):
         grid = torch.linspace(0.0, 1.0, nfe + 1, device=dev)
         x = solver.sample(x_0, time_grid=grid, **extras)
         return self.to_uint8(x), solver.last_nfe
+
+
+def pseudo_huber(err: Tensor, c: float) -> Tensor:
+    r"""Per-sample pseudo-Huber loss $\sqrt{\lVert e\rVert^2 + c^2} - c$ of ``err`` ``[b, ...]``:
+    about $\lVert e\rVert^2 / 2c$ for small errors, $\lVert e\rVert$ for large ones. Returns ``[b]``.
+
+    >>> pseudo_huber(torch.tensor([[3.0, 4.0], [0.0, 0.0]]), 0.0).tolist()
+    [5.0, 0.0]
+    """
+    return (err.flatten(1).square().sum(1) + c * c).sqrt() - c
 
 
 def _init_from_teacher(student: nn.Module, teacher: nn.Module) -> None:
