@@ -123,3 +123,85 @@ def test_kde_reference_is_a_density_and_cli_prints_it(tmp_path, capsys):
     assert earth.main(["--csv", str(csv), "--kde"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["test_nll"] < math.log(4 * math.pi) and math.isfinite(out["val_nll"])
+
+
+def test_fourier_scales_split_the_columns_and_keep_the_single_scale_features():
+    one = earth.VelocityMLP(8, 2, 6, 16.0, seed=0)
+    same = earth.VelocityMLP(8, 2, 6, "16", seed=0)
+    torch.testing.assert_close(one.freqs_x, same.freqs_x)  # the old float argument still works
+    multi = earth.VelocityMLP(8, 2, 7, "1,1000", seed=0)  # 4 columns of scale 1, 3 of 1000
+    norms = multi.freqs_x.norm(dim=0)
+    assert bool((norms[:4] < 20).all()) and bool((norms[4:] > 50).all())
+    assert earth.parse_scales("16, 256") == (16.0, 256.0)
+    for bad in ("16,x", "0", "16,-1", "nan"):
+        with pytest.raises(ValueError, match="Fourier scales must be"):
+            earth.parse_scales(bad)
+
+
+def test_gate_fades_the_finer_scales_in_towards_the_data():
+    net = earth.VelocityMLP(8, 2, 4, "10,1000", seed=0, gate_power=2.0)
+    x = torch.nn.functional.normalize(torch.randn(5, 3), dim=-1)
+    seen = {}
+    hook = net.net[0].register_forward_hook(lambda m, inp, out: seen.update(inp=inp[0]))
+    for t in (0.0, 1.0):
+        net(x, torch.full((5,), t))
+        feats = seen["inp"][:, 3 + 1 + 16 :]  # after x, t and the time sinusoids: sin, cos of x W
+        xf = x @ net.freqs_x
+        expected = torch.cat([xf.sin(), xf.cos()], -1)
+        coarse, fine = [0, 1, 4, 5], [2, 3, 6, 7]  # sin, cos of columns 0-1 (scale 10), 2-3 (1000)
+        torch.testing.assert_close(feats[:, coarse], expected[:, coarse])  # never gated
+        if t == 1.0:
+            torch.testing.assert_close(feats[:, fine], expected[:, fine])  # on at the data
+        else:
+            assert float(feats[:, fine].abs().max()) < 1e-30  # exp(-99): off at the source
+    hook.remove()
+
+
+@pytest.mark.parametrize("power", [1.0, 2.0, 3.0])
+def test_time_warp_is_the_condot_field_re_timed(power):
+    kappa = torch.tensor([0.0, 0.3, 0.9, 0.999, 1.0])
+    t = earth.warp_time(kappa, power)
+    torch.testing.assert_close(1 - (1 - t) ** power, kappa)  # kappa(t(kappa)) = kappa
+
+    def net(x, t):
+        return torch.ones_like(x) * 2
+
+    warped = earth.TimeWarp(net, power)
+    x = torch.zeros(5, 3)
+    out = warped(x=x, t=t)
+    torch.testing.assert_close(out[:, 0], 2 * power * (1 - t) ** (power - 1))  # dkappa/dt
+    # a CondOT flow of constant speed 2 covers 2 units of kappa in warped time too
+    steps = 2000
+    grid = (torch.arange(steps) + 0.5) / steps
+    assert abs(float(warped(x=torch.zeros(steps, 3), t=grid)[:, 0].mean()) - 2) < 1e-3
+
+
+def test_cli_rejects_a_time_warp_below_1_and_bad_scales(tmp_path, capsys):
+    csv = _write(tmp_path, "lat,lon\n1,2\n")
+    assert earth.main(["--csv", str(csv), "--time-warp", "0.5"]) == 2
+    assert "--time-warp must be >= 1" in capsys.readouterr().err
+    assert earth.main(["--csv", str(csv), "--fourier-scale", "16,abc"]) == 2
+    assert "--fourier-scale: Fourier scales must be" in capsys.readouterr().err
+
+
+def test_a_non_finite_validation_nll_is_never_selected(tmp_path, capsys, monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    lat, lon = (
+        (torch.rand(100, generator=g) - 0.5) * 120,
+        (torch.rand(100, generator=g) - 0.5) * 300,
+    )
+    csv = _write(tmp_path, "lat,lon\n" + "".join(f"{a:.3f},{b:.3f}\n" for a, b in zip(lat, lon)))
+    real_nll = earth.nll
+
+    def fake_nll(model, x, steps, method, batch=4096):  # every validation blows up (1 step)
+        return math.nan if steps == 1 else real_nll(model, x, steps, method, batch)
+
+    monkeypatch.setattr(earth, "nll", fake_nll)
+    args = ["--csv", str(csv), "--steps", "30", "--batch", "32", "--width", "16", "--depth", "2",
+            "--eval-every", "10", "--eval-steps", "1", "--test-steps", "2", "--fourier", "4",
+            "--fourier-scale", "4,64", "--gate", "--time-warp", "2"]  # fmt: skip
+    assert earth.main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["best_step"] == 10 and math.isfinite(
+        out["test_nll"]
+    )  # the first, kept as a fallback
