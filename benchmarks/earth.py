@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import math
 import sys
@@ -170,10 +171,12 @@ class VelocityMLP(nn.Module):
         return self.net(torch.cat(feats, -1))
 
 
-def nll(model: nn.Module, x: Tensor, steps: int, method: str, batch: int = 4096) -> float:
-    """Mean negative log-likelihood (nats, area measure) of ``x`` under the flow of ``model``."""
+def log_likelihood(
+    model: nn.Module, x: Tensor, steps: int, method: str, batch: int = 4096
+) -> Tensor:
+    """Log-density (nats, area measure) of each point of ``x`` under the flow of ``model``."""
     solver = RiemannianODESolver(Sphere(), model)
-    total = 0.0
+    out = []
     for chunk in x.split(batch):
         _, logp = solver.compute_likelihood(
             chunk,
@@ -182,8 +185,38 @@ def nll(model: nn.Module, x: Tensor, steps: int, method: str, batch: int = 4096)
             method=method,
             exact_divergence=True,
         )
-        total += float(-logp.sum())
-    return total / x.shape[0]
+        out.append(logp.detach().double())
+    return torch.cat(out)
+
+
+def nll(model: nn.Module, x: Tensor, steps: int, method: str, batch: int = 4096) -> float:
+    """Mean negative log-likelihood (nats, area measure) of ``x`` under the flow of ``model``."""
+    return float(-log_likelihood(model, x, steps, method, batch).mean())
+
+
+DISTANCE_BINS = (0.0, 0.005, 0.012, 0.05, 0.2, 1.0, 180.0)
+
+
+def nll_by_distance(
+    logp: Tensor, x: Tensor, train: Tensor, bins: tuple[float, ...] = DISTANCE_BINS
+) -> list[dict]:
+    """Mean NLL of the model (``logp`` at ``x``) and of the ``--kde`` reference, per range of the
+    angular distance (degrees) from each point of ``x`` to its nearest point of ``train``: where
+    a model loses against the kernel reference."""
+    x = torch.nn.functional.normalize(x.double(), dim=-1)
+    train = torch.nn.functional.normalize(train.double(), dim=-1)
+    nearest = torch.cat([(chunk @ train.T).argmax(1) for chunk in x.split(1024)])
+    # the angle from the chord (acos of a dot product near 1 loses half the digits)
+    dist = torch.rad2deg(2 * torch.asin(((x - train[nearest]).norm(dim=-1) / 2).clamp(max=1)))
+    kde = kde_log_density(x, train)
+    rows = []
+    for lo, hi in itertools.pairwise(bins):
+        sel = (dist >= lo) & (dist < hi)
+        if sel.any():
+            rows.append({"degrees": [lo, hi], "n": int(sel.sum()),
+                         "nll": round(float(-logp[sel].mean()), 3),
+                         "kde_nll": round(float(-kde[sel].mean()), 3)})  # fmt: skip
+    return rows
 
 
 def lr_at(step: int, total: int, lr: float, warmup: int) -> float:
@@ -316,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--load", type=Path, default=None,
                    help="evaluate (and --plot) weights saved by --save instead of training")  # fmt: skip
     p.add_argument("--curve", type=Path, default=None, help="append validation NLLs (JSONL)")
+    p.add_argument("--by-distance", action="store_true",
+                   help="also the test NLL per distance to the nearest training event, and the "
+                   "kernel reference's")  # fmt: skip
     p.add_argument("--kde", action="store_true",
                    help="print the NLLs of a multi-bandwidth kernel density estimate instead")  # fmt: skip
     args = p.parse_args(argv)
@@ -415,7 +451,8 @@ def main(argv: list[str] | None = None) -> int:
         config = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
         torch.save({"state_dict": best[2], "config": config, "best_step": best[1]}, args.save)
     val_nll = nll(best_model, val, args.test_steps, "rk4")
-    test_nll = nll(best_model, test, args.test_steps, "rk4")
+    test_logp = log_likelihood(best_model, test, args.test_steps, "rk4")
+    test_nll = float(-test_logp.mean())
     eval_seconds += time.perf_counter() - tic
     if args.plot is not None:
         name = Path(args.csv).stem
@@ -437,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         "params": sum(p.numel() for p in net.parameters()),
         "config": {k: v for k, v in vars(args).items() if k not in ("csv", "plot", "curve")},
     }
+    if args.by_distance:
+        result["test_by_distance"] = nll_by_distance(test_logp, test, train)
     print(json.dumps(result, default=str))
     return 0
 

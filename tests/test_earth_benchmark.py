@@ -205,3 +205,16 @@ def test_a_non_finite_validation_nll_is_never_selected(tmp_path, capsys, monkeyp
     assert out["best_step"] == 10 and math.isfinite(
         out["test_nll"]
     )  # the first, kept as a fallback
+
+
+def test_nll_by_distance_bins_the_events_by_their_nearest_training_event():
+    train = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    near = torch.nn.functional.normalize(torch.tensor([[1.0, 1e-4, 0.0]]), dim=-1)  # 0.0057 deg
+    far = torch.nn.functional.normalize(torch.tensor([[1.0, 0.1, 0.0]]), dim=-1)  # 5.7 deg
+    x = torch.cat([near, far, far])
+    rows = earth.nll_by_distance(torch.tensor([1.0, -2.0, -4.0]), x, train)
+    assert [(r["degrees"], r["n"], r["nll"]) for r in rows] == [
+        ([0.005, 0.012], 1, -1.0),
+        ([1.0, 180.0], 2, 3.0),
+    ]
+    assert rows[0]["kde_nll"] < rows[1]["kde_nll"]  # the kernel reference is sharp near data
