@@ -101,7 +101,7 @@ class TrainConfig:
     mf_cfg_scale: float = 0.3
     mf_time: str = "meanflow"
     teacher: str | None = None
-    reflow_pairs: int = 60000
+    reflow_pairs: int = 120000
     reflow_loss: str = "huber"
     reflow_one_step: float = 0.5
     seed: int = 0

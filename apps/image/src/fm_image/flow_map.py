@@ -46,7 +46,7 @@ __all__ = ["REFLOW_DIR", "REFLOW_STEP", "FlowMapObjective", "check_teacher", "ps
 MEANFLOW_TIME = (-0.4, 1.0)
 #: The teacher's ODE for reflow pairs: midpoint steps of this size (4 steps, 8 evaluations; the
 #: demo model has fd 1.68 there against 1.66 at 20, and its students measured no worse on these
-#: pairs than on 8-step ones at 0.4x the cost, benchmarks/RESULTS.md issue 17 round 3).
+#: pairs than on 8-step ones, at half the cost of 10 steps; benchmarks/RESULTS.md issue 17 round 3).
 REFLOW_STEP = 0.25
 #: ``--reflow-loss huber``: the pseudo-Huber constant $c$ of $\sqrt{\lVert\Delta\rVert^2 + c^2} - c$
 #: (per sample; Lee et al. 2024 use $0.00054\sqrt{d}$, 0.0043 on the digits, which measured alike).
