@@ -111,7 +111,7 @@ def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=None,
         help="sampling steps of the flow (default: one per generated token for the masked "
-        "decoders, 128 for euler)",
+        "decoders, 128 for euler; block diffusion runs: steps per block, default the block size)",
     )
     parser.add_argument(
         "--sampler",
