@@ -77,6 +77,25 @@ def test_sample_labels_cfg_and_seed(run_dir, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["nfe"] == 3
 
 
+def test_evaluate_seeds_summarises_the_single_seed_runs(run_dir, capsys):
+    common = ["--run", str(run_dir), "--num", "30", "--nfe", "2", "--classifier-steps", "60"]
+    single = []
+    for seed in (3, 4):
+        assert main(["evaluate", *common, "--seed", str(seed)]) == 0
+        single.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert main(["evaluate", *common, "--seed", "3", "--seeds", "2"]) == 0
+    both = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert both["seeds"] == [3, 4]
+    for key in ("fd", "fd_real", "class_accuracy"):
+        assert [row[key] for row in both["per_seed"]] == [r[key] for r in single]
+        assert both[key] == pytest.approx((single[0][key] + single[1][key]) / 2)
+    assert single[0]["fd"] != single[1]["fd"]
+    assert both["fd_sd"] == pytest.approx(abs(single[0]["fd"] - single[1]["fd"]) / 2**0.5)
+    ratio = (single[0]["fd"] / single[0]["fd_real"] + single[1]["fd"] / single[1]["fd_real"]) / 2
+    assert both["fd_ratio"] == pytest.approx(ratio)
+    assert "per_seed" not in single[0]
+
+
 def test_evaluate_prints_json_last(run_dir, capsys):
     assert main(["evaluate", "--run", str(run_dir), "--num", "50", "--nfe", "2",
                  "--classifier-steps", "60"]) == 0  # fmt: skip
@@ -174,6 +193,7 @@ def test_bad_run_dirs_overwrite_nothing(run_dir, tmp_path, capsys):
     _bad(["sample", "--run", str(run_dir), "--out", str(tmp_path / "s.png"), "--method", "nope"], capsys,
          "method must be one of")  # fmt: skip
     _bad(["evaluate", "--run", str(run_dir), "--num", "400"], capsys, "--num must lie in [2, 225]")
+    _bad(["evaluate", "--run", str(run_dir), "--seeds", "0"], capsys, "--seeds must be >= 1")
     _bad(["evaluate", "--run", str(run_dir), "--inception-weights", str(tmp_path / "no.pth")], capsys,
          "does not exist")  # fmt: skip
     assert _snapshot(run_dir) == before
