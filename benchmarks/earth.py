@@ -215,16 +215,10 @@ def log_likelihood(
     return torch.cat(out)
 
 
-def nll(
-    model: nn.Module,
-    x: Tensor,
-    steps: int,
-    method: str,
-    batch: int = 4096,
-    grid_power: float = 2.0,
-) -> float:
-    """Mean negative log-likelihood (nats, area measure) of ``x`` under the flow of ``model``."""
-    return float(-log_likelihood(model, x, steps, method, batch, grid_power).mean())
+def nll(model: nn.Module, x: Tensor, steps: int, method: str, **kwargs) -> float:
+    """Mean negative log-likelihood (nats, area measure) of ``x``: :func:`log_likelihood`'s
+    arguments."""
+    return float(-log_likelihood(model, x, steps, method, **kwargs).mean())
 
 
 DISTANCE_BINS = (0.0, 0.005, 0.012, 0.05, 0.2, 1.0, 180.0)
