@@ -159,7 +159,12 @@ def test_block_run_trains_and_keeps_prompts(block_run):
     tok = run.tokenizer
     prompt = "def f(x):"
     ids = tok.encode(prompt)
-    for sampler, length in [("auto", 16), ("random", 14), ("first_hitting", 11)]:
+    for sampler, length in [
+        ("auto", 16),
+        ("random", 14),
+        ("first_hitting", 11),
+        ("left_threshold", 13),
+    ]:
         out = sample_run(run, 3, length=length, prompt=prompt, sampler=sampler, seed=1)
         assert out.tokens.shape == (3, length)
         assert (out.tokens[:, : len(ids)] == torch.tensor(ids)).all()
@@ -180,3 +185,17 @@ def test_block_sampler_uses_block_size_calls_per_block(block_run, monkeypatch):
     monkeypatch.setattr(run.net, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
     sample_run(run, 2, length=16, sampler="random")
     assert len(calls) == 16
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(1.0, 16), (1e-9, 4)])
+def test_left_threshold_calls_adapt_to_confidence(block_run, monkeypatch, threshold, expected):
+    """Threshold 1: one position per call (exact left to right), 16 calls for 4 blocks of 4; a
+    threshold every token passes decodes a block per call."""
+    run = load_run(block_run)
+    calls = []
+    forward = run.net.forward
+    monkeypatch.setattr(run.net, "forward", lambda *a, **k: calls.append(1) or forward(*a, **k))
+    out = sample_run(run, 2, length=16, sampler="left_threshold", threshold=threshold)
+    assert len(calls) == expected
+    assert out.calls_per_token == expected / 16
+    assert not (out.tokens == run.tokenizer.mask_id).any()

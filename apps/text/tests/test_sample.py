@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from fm_discrete.solver import MASKED_METHODS
 from fm_text.run import load_run
 from fm_text.sample import infill_layout, sample_run
 
@@ -42,7 +43,7 @@ def test_prompt_longer_than_length_is_refused():
         infill_layout([1, 2, 3], [4], 4, 0)
 
 
-@pytest.mark.parametrize("sampler", ["random", "confidence", "threshold", "remdm", "first_hitting"])
+@pytest.mark.parametrize("sampler", MASKED_METHODS)
 def test_masked_samplers_keep_prompt_and_suffix(flow_run, sampler):
     run = load_run(flow_run)
     prompt, suffix = "The ", " end."
@@ -107,6 +108,11 @@ def test_auto_sampler_resolves_by_the_runs_source(flow_run, ar_run):
             sample_run(run, 1, choice_temperature=bad)
     with pytest.raises(ValueError, match="orders the confidence sampler only"):
         sample_run(run, 1, sampler="random", choice_temperature=2.0)
+    for bad in (0.0, 1.5, True):
+        with pytest.raises(ValueError, match=r"threshold must be a number in \(0, 1\]"):
+            sample_run(run, 1, sampler="threshold", threshold=bad)
+    with pytest.raises(ValueError, match="threshold: it applies to threshold and left_threshold"):
+        sample_run(run, 1, sampler="random", threshold=0.5)
     # one step per generated position: the prompt's tokens are not counted
     prompt = run.tokenizer.encode("The ")
     assert sample_run(run, 1, length=16, prompt="The ").steps == 16 - len(prompt)

@@ -104,7 +104,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
-    from fm_text.sample import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_SAMPLER, SAMPLERS
+    from fm_text.sample import (
+        DEFAULT_CHOICE_TEMPERATURE,
+        DEFAULT_SAMPLER,
+        DEFAULT_THRESHOLD,
+        SAMPLERS,
+    )
 
     parser.add_argument(
         "--nfe",
@@ -118,8 +123,8 @@ def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
         choices=SAMPLERS,
         default=DEFAULT_SAMPLER,
         help="flow sampler: auto (confidence on mask-source runs, else euler), euler (the CTMC "
-        "Euler solver) or a masked-model decoder (random, confidence, threshold, remdm, "
-        "first_hitting; mask-source runs)",
+        "Euler solver) or a masked-model decoder (random, confidence, threshold, left_threshold, "
+        "remdm, first_hitting; mask-source runs)",
     )
     parser.add_argument(
         "--choice-temperature",
@@ -127,6 +132,13 @@ def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CHOICE_TEMPERATURE,
         help="Gumbel noise on the confidence order (MaskGIT's; 0: pure confidence, which "
         "repeats itself; large: random order)",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        help="threshold and left_threshold samplers: decode a position early when its drawn "
+        "token has at least this probability (1: left_threshold is exact left-to-right)",
     )
 
 
@@ -233,6 +245,7 @@ def _cmd_sample(args: argparse.Namespace) -> None:
         seed=args.seed,
         sampler=args.sampler,
         choice_temperature=args.choice_temperature,
+        threshold=args.threshold,
     )
     print("\n\n".join(samples.texts))
     if out is not None:
@@ -259,6 +272,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         seed=args.seed,
         sampler=args.sampler,
         choice_temperature=args.choice_temperature,
+        threshold=args.threshold,
     )
     print(json.dumps(result))
 

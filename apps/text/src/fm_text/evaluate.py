@@ -12,8 +12,9 @@ r"""Evaluation on the validation split: likelihood (bound), bits per byte, and s
 - ``judge_bpc``: bits per character of the decoded samples under ``CharNgramJudge``, a character
   6-gram model fitted on half of the corpus' documents (neither model); ``val_judge_bpc`` is the
   same score of the validation sequences the entropies compare with.
-- ``sampler``, ``tokens_per_s``: the flow sampler used and the sampling speed (generated tokens
-  per second of wall-clock, on the threads torch is given).
+- ``sampler``, ``tokens_per_s``, ``calls_per_token``: the flow sampler used, the sampling speed
+  (generated tokens per second of wall-clock, on the threads torch is given) and the network
+  passes per generated position (a pass serves a whole batch).
 """
 
 from __future__ import annotations
@@ -29,7 +30,12 @@ from fm_text.data.corpus import load_corpus
 from fm_text.judge import CharNgramJudge, judge_documents
 from fm_text.objective import FlowObjective, ar_nll
 from fm_text.run import TrainedRun, load_run, prepare_data
-from fm_text.sample import DEFAULT_CHOICE_TEMPERATURE, DEFAULT_SAMPLER, sample_run
+from fm_text.sample import (
+    DEFAULT_CHOICE_TEMPERATURE,
+    DEFAULT_SAMPLER,
+    DEFAULT_THRESHOLD,
+    sample_run,
+)
 from fm_text.train import validation_nll
 
 __all__ = ["char_judge", "evaluate_run", "unigram_entropy"]
@@ -60,6 +66,7 @@ def evaluate_run(
     seed: int = 0,
     sampler: str = DEFAULT_SAMPLER,
     choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> dict:
     """Score a run; returns the JSON-ready dictionary the CLI prints.
 
@@ -74,6 +81,7 @@ def evaluate_run(
         seed: sampling seed.
         sampler: the flow sampler (``fm_text.sample.SAMPLERS``).
         choice_temperature: the order noise of the ``confidence`` sampler.
+        threshold: the early-decoding confidence of the threshold samplers.
     """
     t0 = time.perf_counter()
     judge_run = _load_judge(judge, run)
@@ -85,7 +93,7 @@ def evaluate_run(
     t_sample = time.perf_counter()
     samples = sample_run(
         run, num_samples, steps=sample_steps, seed=seed, sampler=sampler,
-        choice_temperature=choice_temperature,
+        choice_temperature=choice_temperature, threshold=threshold,
     )  # fmt: skip
     sampling_seconds = time.perf_counter() - t_sample
     step = max(1, chunks.shape[0] // num_samples)
@@ -106,6 +114,7 @@ def evaluate_run(
         "sample_steps": samples.steps,
         "sampler": samples.sampler,
         "tokens_per_s": samples.tokens.numel() / sampling_seconds,
+        "calls_per_token": samples.calls_per_token,
         "judge_bpc": judge_ngram.score(samples.texts),
         "val_judge_bpc": judge_ngram.score([tok.decode(r.tolist()) for r in reference]),
         "likelihood_seconds": likelihood_seconds,

@@ -31,6 +31,7 @@ from fm_text.run import TrainedRun
 __all__ = [
     "DEFAULT_CHOICE_TEMPERATURE",
     "DEFAULT_SAMPLER",
+    "DEFAULT_THRESHOLD",
     "SAMPLERS",
     "Samples",
     "infill_layout",
@@ -43,6 +44,9 @@ SAMPLERS = ("auto", "euler", *MASKED_METHODS)
 DEFAULT_SAMPLER = "auto"
 #: MaskGIT's Gumbel noise on the confidence order (``confidence`` only); chosen by measurement.
 DEFAULT_CHOICE_TEMPERATURE = 6.0
+#: Confidence above which the threshold samplers decode a position early.
+DEFAULT_THRESHOLD = 0.9
+THRESHOLD_SAMPLERS = ("threshold", "left_threshold")
 #: Euler steps when ``steps`` is not given.
 DEFAULT_EULER_STEPS = 128
 
@@ -55,6 +59,10 @@ class Samples:
         tokens: long ``[K, L]``.
         fixed: bool ``[L]``, ``True`` at prompt and suffix positions.
         texts: the decoded sequences.
+        sampler: the sampler that drew them (``auto`` resolved; ``ar+kv`` for ar runs).
+        steps: its steps (per block on block diffusion runs; ``None`` for ar runs).
+        calls_per_token: network passes per generated position (a pass serves a whole batch;
+            an ar run makes one per token, a block diffusion run with ``left_threshold`` fewer).
     """
 
     tokens: Tensor
@@ -62,6 +70,7 @@ class Samples:
     texts: list[str]
     sampler: str = "ar+kv"
     steps: int | None = None
+    calls_per_token: float = 1.0
 
 
 def resolve_sampler(run: TrainedRun, sampler: str, steps: int | None, length: int):
@@ -144,6 +153,7 @@ def sample_run(
     batch_size: int = 64,
     sampler: str = DEFAULT_SAMPLER,
     choice_temperature: float = DEFAULT_CHOICE_TEMPERATURE,
+    threshold: float = DEFAULT_THRESHOLD,
 ) -> Samples:
     """Draw ``num`` sequences from a trained run.
 
@@ -161,6 +171,8 @@ def sample_run(
         sampler: one of ``SAMPLERS`` (flow runs; ``euler`` is the only one for uniform sources;
             ``auto`` picks, see the module notes).
         choice_temperature: MaskGIT's Gumbel noise on the order of ``confidence`` (``>= 0``).
+        threshold: confidence above which ``threshold`` and ``left_threshold`` decode a position
+            early, in ``(0, 1]``.
 
     Returns:
         ``Samples``.
@@ -172,6 +184,9 @@ def sample_run(
     ct = choice_temperature
     if isinstance(ct, bool) or not isinstance(ct, (int, float)) or not 0 <= ct < math.inf:
         raise ValueError(f"choice_temperature must be a finite number >= 0, got {ct!r}")
+    th = threshold
+    if isinstance(th, bool) or not isinstance(th, (int, float)) or not 0 < th <= 1:
+        raise ValueError(f"threshold must be a number in (0, 1], got {th!r}")
     _check(num, 1 if steps is None else steps, temperature, length, cfg.context)
     prompt_ids = tok.encode(prompt) if prompt else []
     suffix_ids = tok.encode(suffix) if suffix else []
@@ -182,6 +197,13 @@ def sample_run(
             f"choice_temperature: it orders the confidence sampler only; this run samples with "
             f"{sampler}"
         )
+    if th != DEFAULT_THRESHOLD and sampler not in THRESHOLD_SAMPLERS:
+        raise ValueError(
+            f"threshold: it applies to {' and '.join(THRESHOLD_SAMPLERS)} only; this run samples "
+            f"with {sampler}"
+        )
+    extra = {"choice_temperature": ct} if sampler == "confidence" else {}
+    extra |= {"threshold": th} if sampler in THRESHOLD_SAMPLERS else {}
     if cfg.model == "flow" and sampler != "euler" and cfg.source != "mask":
         raise ValueError(
             f"sampler: {sampler!r} decodes masks; this run's source is uniform, use euler"
@@ -198,43 +220,44 @@ def sample_run(
     solver = None
     if cfg.model == "flow" and not cfg.block_size:
         solver = _flow_solver(run, temperature) if sampler == "euler" else _masked_sampler(run)
-    out = []
-    for start in range(0, num, batch_size):
-        b = min(batch_size, num - start)
-        if cfg.block_size:
-            extra = {"choice_temperature": choice_temperature} if sampler == "confidence" else {}
-            tokens = template.to(device).expand(b, -1).clone()
-            out.append(
-                _sample_blocks(
-                    run, tokens, fixed.to(device), steps, sampler, temperature, generator, extra
-                )
-            )
-        elif solver is not None:
-            tokens = template.to(device).expand(b, -1).clone()
-            mask = fixed.to(device).expand(b, -1).clone()
-            # float64 draws (the samplers' default): float32 noise misses rare tokens.
-            if sampler == "euler":
-                out.append(solver.infill(tokens, mask, 1.0 / steps, generator=generator))
-            else:
-                extra = (
-                    {"choice_temperature": choice_temperature} if sampler == "confidence" else {}
-                )
+    out, calls = [], []
+    counter = net.register_forward_hook(lambda *_: calls.append(1))  # network passes
+    try:
+        for start in range(0, num, batch_size):
+            b = min(batch_size, num - start)
+            if cfg.block_size:
+                tokens = template.to(device).expand(b, -1).clone()
                 out.append(
-                    solver.sample(
-                        tokens,
-                        steps,
-                        method=sampler,
-                        temperature=temperature,
-                        fixed_mask=mask,
-                        generator=generator,
-                        **extra,
+                    _sample_blocks(
+                        run, tokens, fixed.to(device), steps, sampler, temperature, generator, extra
                     )
                 )
-        else:
-            out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
+            elif solver is not None:
+                tokens = template.to(device).expand(b, -1).clone()
+                mask = fixed.to(device).expand(b, -1).clone()
+                # float64 draws (the samplers' default): float32 noise misses rare tokens.
+                if sampler == "euler":
+                    out.append(solver.infill(tokens, mask, 1.0 / steps, generator=generator))
+                else:
+                    out.append(
+                        solver.sample(
+                            tokens,
+                            steps,
+                            method=sampler,
+                            temperature=temperature,
+                            fixed_mask=mask,
+                            generator=generator,
+                            **extra,
+                        )
+                    )
+            else:
+                out.append(_sample_ar(run, prompt_ids, length, b, temperature, generator, device))
+    finally:
+        counter.remove()
     tokens = torch.cat(out).cpu()
     texts = [tok.decode(row.tolist()) for row in tokens]
-    return Samples(tokens=tokens, fixed=fixed, texts=texts, sampler=sampler, steps=steps)
+    per_token = len(calls) / (len(out) * max(free, 1))
+    return Samples(tokens, fixed, texts, sampler, steps, calls_per_token=per_token)
 
 
 def _flow_solver(run, temperature: float) -> MixtureDiscreteEulerSolver:

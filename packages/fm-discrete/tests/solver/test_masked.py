@@ -106,6 +106,49 @@ def test_threshold_decodes_confident_tokens_together():
     assert sampler.last_nfe <= 2  # most rows decode both positions at the first call
 
 
+def test_left_threshold_at_one_is_exact_left_to_right():
+    """The leftmost position from its exact posterior each call: the joint, one call per position."""
+    q = _joint()
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    x = sampler.sample(
+        torch.full((N, L), MASK),
+        8,
+        method="left_threshold",
+        threshold=1.0,
+        generator=torch.Generator().manual_seed(5),
+    )
+    assert not (x == MASK).any()
+    assert sampler.last_nfe == L
+    assert _tv(x, q) <= 0.01
+
+
+def test_left_threshold_bias_matches_closed_form():
+    """Below 1, the right position goes early when its *marginal* draw is confident: the law is
+    p0(a) [m 1{b = 0} + (1 - m) q(b | a)] with m = P(x1 = 0) >= threshold (closed form)."""
+    p0 = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    stay = torch.tensor([0.99, 0.9, 0.97], dtype=torch.float64)  # q(b = 0 | a)
+    cond = torch.stack([stay, (1 - stay) / 2, (1 - stay) / 2], dim=1)  # [a, b]
+    q = (p0[:, None] * cond).reshape(-1)
+    m = float((p0 * stay).sum())
+    assert m >= 0.9
+    expected = p0[:, None] * (
+        m * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64) + (1 - m) * cond
+    )
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    x = sampler.sample(
+        torch.full((N, L), MASK),
+        2,
+        method="left_threshold",
+        threshold=0.9,
+        generator=torch.Generator().manual_seed(6),
+    )
+    assert _tv(x, expected.reshape(-1)) <= 0.01
+    assert float(0.5 * (expected.reshape(-1) - q).abs().sum()) > 0.02  # the bias is visible
+    # rows that decoded both positions at once: about m of them (one call for the whole batch
+    # would need every row confident; the batch makes 2 calls)
+    assert sampler.last_nfe == 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "expected"),
     [
@@ -125,7 +168,7 @@ def test_temperature_top_k_top_p(kwargs, expected):
     torch.testing.assert_close(freq, torch.tensor(expected, dtype=torch.float64), atol=0.01, rtol=0)
 
 
-@pytest.mark.parametrize("method", ["random", "confidence", "threshold", "remdm", "first_hitting"])
+@pytest.mark.parametrize("method", MASKED_METHODS)
 def test_prompt_and_suffix_are_kept(method):
     q = _joint()
     x_init = torch.full((16, 5), MASK)

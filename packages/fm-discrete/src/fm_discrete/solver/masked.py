@@ -17,6 +17,15 @@ question of *order* and *count*: which masked positions to decode at each model 
 - ``"threshold"``: decode every masked position whose drawn token has probability ``>= threshold``
   (at least the most confident one per row); the number of calls adapts (at most ``steps``; the
   last step decodes everything left).
+- ``"left_threshold"``: decode the leftmost masked position of each row (left-to-right, as an
+  autoregressive model would) and with it every masked position whose drawn token has probability
+  ``>= threshold`` (Fast-dLLM-style parallel decoding, anchored on the left). The leftmost
+  position is drawn from its posterior given everything decoded before it, so with
+  ``threshold = 1`` (only certain tokens go early, which changes nothing) it is **exact**
+  left-to-right sampling for an exact posterior. Below 1 an early token is drawn from its
+  posterior given what was decoded *before* the call, not given the tokens decoded with it
+  (the parallel-decoding bias; the tests compute it in closed form on an enumerable target).
+  The number of calls adapts: at most ``steps``, and at most one per position.
 - ``"remdm"``: ReMDM (Wang et al., 2025) on the schedule $\kappa$: decoded positions are re-masked
   with probability $\sigma_k$ and masked ones decoded with probability
   $(\kappa_{k+1} - (1-\sigma_k)\kappa_k)/(1-\kappa_k)$, which keeps the path's marginal
@@ -60,7 +69,7 @@ from fm_discrete._checks import check_tokens, check_vocabulary_size
 
 __all__ = ["MASKED_METHODS", "MaskedDiffusionSampler"]
 
-MASKED_METHODS = ("random", "confidence", "threshold", "remdm", "first_hitting")
+MASKED_METHODS = ("random", "confidence", "threshold", "left_threshold", "remdm", "first_hitting")
 
 
 class MaskedDiffusionSampler(Solver):
@@ -140,7 +149,8 @@ class MaskedDiffusionSampler(Solver):
             temperature: divides the logits (> 0).
             top_k: keep the ``top_k`` most likely tokens (``None``: all).
             top_p: keep the smallest set of tokens of probability ``>= top_p`` (``None``: all).
-            threshold: confidence threshold of ``"threshold"``, in ``(0, 1]``.
+            threshold: confidence threshold of ``"threshold"`` and ``"left_threshold"``, in
+                ``(0, 1]``.
             choice_temperature: Gumbel noise on the confidence order of ``"confidence"``
                 (MaskGIT's; ``0``: none), ``>= 0``.
             eta: re-masking strength of ``"remdm"``, in ``[0, 1]``.
@@ -192,9 +202,13 @@ class MaskedDiffusionSampler(Solver):
             if method == "remdm":
                 x = self._remdm_step(x, free, t, kappa[k], kappa[k + 1], eta, remask)
                 continue
-            if method == "threshold":
+            if method in ("threshold", "left_threshold"):
                 tokens, conf = self._draw(x, t, masked)
-                chosen = masked if last else _above_threshold(masked, conf, threshold)
+                if last:
+                    chosen = masked
+                else:
+                    anchor = "left" if method == "left_threshold" else "confidence"
+                    chosen = _above_threshold(masked, conf, threshold, anchor)
                 x = torch.where(chosen, tokens, x)
                 continue
             done = total - masked.sum(-1)
@@ -377,9 +391,13 @@ def _check_fixed_mask(x_init: Tensor, fixed_mask: Tensor | None) -> None:
         )
 
 
-def _above_threshold(masked: Tensor, conf: Tensor, threshold: float) -> Tensor:
-    """Masked positions with confidence ``>= threshold``, and at least the most confident one."""
+def _above_threshold(masked: Tensor, conf: Tensor, threshold: float, anchor: str) -> Tensor:
+    """Masked positions with confidence ``>= threshold``, and with them always one more: the most
+    confident masked position (``anchor="confidence"``) or the leftmost (``"left"``)."""
     chosen = masked & (conf >= threshold)
-    best = torch.where(masked, conf, -1.0).argmax(-1, keepdim=True)
+    if anchor == "left":  # argmax returns the first maximum: the leftmost masked position
+        best = masked.to(torch.uint8).argmax(-1, keepdim=True)
+    else:
+        best = torch.where(masked, conf, -1.0).argmax(-1, keepdim=True)
     chosen.scatter_(-1, best, True)
     return chosen & masked
