@@ -112,9 +112,10 @@ def test_evaluate_prints_one_json_line_last(capsys, flow_run, ar_run):
     for key in ("ppl_bound", "bits_per_byte", "tokens", "seconds", "sample_entropy", "val_entropy"):
         assert result[key] > 0, key
     assert result["tokens"] == 6 * 16 and result["gen_ppl"] > 1
+    assert result["ppl_left"] > 1 and 0 < result["calls_per_token"] <= 1
     assert main(["evaluate", "--run", str(ar_run), "--num", "2", "--max-sequences", "6"]) == 0
     ar = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert ar["model"] == "ar" and ar["ppl_bound"] > 1
+    assert ar["model"] == "ar" and ar["ppl_bound"] > 1 and "ppl_left" not in ar
 
 
 def test_real_process_exit_code_and_help(capsys):

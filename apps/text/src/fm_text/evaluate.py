@@ -4,6 +4,10 @@ r"""Evaluation on the validation split: likelihood (bound), bits per byte, and s
   their exact perplexity; both on the same validation sequences (the split cut into ``context``-token
   pieces).
 - ``bits_per_byte``: the same NLL in bits over the UTF-8 bytes those tokens stand for.
+- ``ppl_left`` (mask-source flow runs): the *exact* perplexity of left-to-right decoding
+  (``--sampler left_threshold --threshold 1``, one step per token) on the same sequences:
+  ``FlowObjective.left_to_right_nll``, one pass per position of a block (``context`` passes on a
+  plain run). The likelihood of what that sampler generates, not a bound.
 - ``sample_entropy``: unigram entropy (bits) of the tokens of ``num_samples`` samples drawn at the
   default settings, next to ``val_entropy``, the same statistic of as many validation sequences
   (same token count, so the plug-in estimator's bias is the same on both sides).
@@ -121,6 +125,11 @@ def evaluate_run(
     }
     if cfg.model == "flow":
         result["elbo_time_samples"] = time_samples
+    if cfg.model == "flow" and cfg.source == "mask":
+        objective = FlowObjective.from_config(cfg, tok)
+        device = next(run.net.parameters()).device
+        left = objective.left_to_right_nll(run.net.eval(), chunks.to(device).split(32))
+        result["ppl_left"] = math.exp(float(left.sum()) / tokens)
     if judge_run is not None:
         with torch.no_grad():
             judged = ar_nll(judge_run.net, samples.tokens, tok.eos_id, tok.mask_id)

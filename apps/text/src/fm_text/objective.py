@@ -217,6 +217,42 @@ class FlowObjective:
             index += x_1.shape[0]
         return torch.cat(out)
 
+    @torch.no_grad()
+    def left_to_right_nll(self, net: nn.Module, batches) -> Tensor:
+        r"""Exact NLL (nats) per sequence ``[N]`` of left-to-right decoding (mask source).
+
+        The distribution ``MaskedDiffusionSampler``'s ``left_threshold`` draws with
+        ``threshold=1``, temperature 1 and one step per token: each position from the posterior
+        given every position before it, the positions after it masked; on block diffusion runs
+        within its block (the blocks before it clean). Unlike the ELBO bound this is the
+        likelihood of what that sampler generates: $\sum_i -\log p(x^i \mid x^{<i})$, one pass
+        per position of a block (``block_size`` passes, or ``L`` on a plain run, at time
+        $t = i / L$: the sampler's grid).
+
+        Args:
+            net: the transformer.
+            batches: iterable of long ``[B_j, L]``.
+        """
+        if self.source != "mask":
+            raise ValueError("left_to_right_nll: defined for mask-source runs")
+        model = self.posterior(net)
+        out = []
+        for x_1 in batches:
+            batch, length = x_1.shape
+            size = self.block_size or length
+            where = torch.arange(length, device=x_1.device) % size
+            nll = torch.zeros(batch, dtype=torch.float64, device=x_1.device)
+            for j in range(size):
+                x_t = torch.where(where >= j, torch.full_like(x_1, self.mask_id), x_1)
+                if self.block_size:
+                    logits = model(x=x_t, t=torch.zeros(batch, device=x_1.device), clean=x_1)
+                else:
+                    logits = model(x=x_t, t=torch.full((batch,), j / length, device=x_1.device))
+                picked = logits[:, where == j].double().log_softmax(-1)
+                nll -= picked.gather(-1, x_1[:, where == j].unsqueeze(-1)).squeeze(-1).sum(-1)
+            out.append(nll.cpu())
+        return torch.cat(out)
+
     def _fused_gkl(
         self, model: MaskedPosterior, x_1: Tensor, x_t: Tensor, t: Tensor, weight: Tensor
     ) -> Tensor:
