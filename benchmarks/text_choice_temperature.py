@@ -9,7 +9,9 @@ One JSON line per (sampler, knob, seed, batch size): ``judge_bpc`` (``fm_text.ju
 character 6-gram model fitted on half of the corpus' documents, which neither model is),
 ``entropy`` (unigram token entropy, bits; the validation text's is printed first, over as many
 tokens), ``calls_per_token`` (network passes per generated position and batch), ``cpu_s``
-(process time of the sampling) and ``tokens_per_s`` (wall clock). Rows: the ar model with its KV
+(process time of the sampling) and ``tokens_per_s`` (wall clock): single timings, the first row
+cold, a rough guide only; speed figures come from ``benchmarks/text_samplers.py``'s interleaved
+medians. Rows: the ar model with its KV
 cache, ``confidence`` at each choice temperature ``--taus`` (MaskGIT's order noise) and
 ``left_threshold`` at each ``--thresholds``, drawn exactly as ``fm-text sample --sampler ...``
 draws them. ``--batch-sizes``: sequences per sampler call (the samples' law does not depend on

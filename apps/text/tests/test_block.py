@@ -159,11 +159,12 @@ def test_block_run_trains_and_keeps_prompts(block_run):
     tok = run.tokenizer
     prompt = "def f(x):"
     ids = tok.encode(prompt)
+    assert sample_run(run, 1, length=8).sampler == "left_threshold"  # auto on block runs
     for sampler, length in [
-        ("auto", 16),
+        ("confidence", 16),
         ("random", 14),
         ("first_hitting", 11),
-        ("left_threshold", 13),
+        ("auto", 13),
     ]:
         out = sample_run(run, 3, length=length, prompt=prompt, sampler=sampler, seed=1)
         assert out.tokens.shape == (3, length)

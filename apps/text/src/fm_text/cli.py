@@ -122,7 +122,8 @@ def _add_sampler_option(parser: argparse.ArgumentParser) -> None:
         "--sampler",
         choices=SAMPLERS,
         default=DEFAULT_SAMPLER,
-        help="flow sampler: auto (confidence on mask-source runs, else euler), euler (the CTMC "
+        help="flow sampler: auto (left_threshold on block diffusion runs, confidence on other "
+        "mask-source runs, else euler), euler (the CTMC "
         "Euler solver) or a masked-model decoder (random, confidence, threshold, left_threshold, "
         "remdm, first_hitting; mask-source runs)",
     )

@@ -4,12 +4,12 @@ Flow samplers (``SAMPLERS``): ``euler``, fm-discrete's ``MixtureDiscreteEulerSol
 grid of ``steps``; the others are ``MaskedDiffusionSampler`` methods (mask-source runs only):
 ``random``, ``confidence``, ``threshold``, ``remdm`` and ``first_hitting`` (one call per token).
 ``auto`` (the default) is ``confidence`` with MaskGIT's choice temperature
-(``DEFAULT_CHOICE_TEMPERATURE``) and one step per generated token on mask-source runs, and
-``euler`` with 128 steps on uniform-source runs: chosen by the judge measurements in
-benchmarks/RESULTS.md (fm-text samplers).
+(``DEFAULT_CHOICE_TEMPERATURE``) and one step per generated token on mask-source runs,
+``left_threshold`` on block diffusion runs, and ``euler`` with 128 steps on uniform-source runs:
+chosen by the judge measurements in benchmarks/RESULTS.md (fm-text samplers, block diffusion).
 
 Block diffusion runs (``block_size > 0``) decode one block at a time with a masked decoder
-(``auto``: ``confidence``; ``steps`` counts the steps per block, one per token by default), the
+(``auto``: ``left_threshold``; ``steps`` counts the steps per block, at most one per token), the
 network reading the KV cache of the clean blocks before it; a finished block joins the cache in
 the first call of the next block (one pass over ``[clean block ; next block]``).
 """
@@ -76,14 +76,17 @@ class Samples:
 def resolve_sampler(run: TrainedRun, sampler: str, steps: int | None, length: int):
     """``(sampler, steps)`` with ``auto`` and ``steps=None`` made concrete for ``run``.
 
-    ``auto``: ``confidence`` on a mask-source flow run, else ``euler``. ``steps=None``: 128 Euler
+    ``auto``: ``left_threshold`` on a block diffusion run, ``confidence`` on another mask-source
+    flow run, else ``euler``. ``steps=None``: 128 Euler
     steps; one step per generated position for the masked decoders (``length``: the positions
     not fixed by a prompt or suffix); on block diffusion runs, steps per block, one per token.
     """
     cfg = run.config
     if cfg.model != "flow":
         return "ar+kv", None
-    if sampler == "auto":
+    if sampler == "auto" and cfg.block_size:
+        sampler = "left_threshold"
+    elif sampler == "auto":
         sampler = "confidence" if cfg.source == "mask" else "euler"
     if steps is None:
         steps = DEFAULT_EULER_STEPS if sampler == "euler" else length
