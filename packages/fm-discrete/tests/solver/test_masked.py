@@ -106,17 +106,19 @@ def test_threshold_decodes_confident_tokens_together():
     assert sampler.last_nfe <= 2  # most rows decode both positions at the first call
 
 
+def _left_threshold(q, steps, threshold, seed):
+    """``N`` draws of ``left_threshold`` with the exact posterior of ``q``, and the sampler."""
+    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.full((N, L), MASK)
+    x = sampler.sample(x, steps, method="left_threshold", threshold=threshold, generator=gen)
+    return x, sampler
+
+
 def test_left_threshold_at_one_is_exact_left_to_right():
     """The leftmost position from its exact posterior each call: the joint, one call per position."""
     q = _joint()
-    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
-    x = sampler.sample(
-        torch.full((N, L), MASK),
-        8,
-        method="left_threshold",
-        threshold=1.0,
-        generator=torch.Generator().manual_seed(5),
-    )
+    x, sampler = _left_threshold(q, 8, 1.0, seed=5)
     assert not (x == MASK).any()
     assert sampler.last_nfe == L
     assert _tv(x, q) <= 0.01
@@ -134,14 +136,7 @@ def test_left_threshold_bias_matches_closed_form():
     expected = p0[:, None] * (
         m * torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64) + (1 - m) * cond
     )
-    sampler = MaskedDiffusionSampler(_model(q), V, MASK)
-    x = sampler.sample(
-        torch.full((N, L), MASK),
-        2,
-        method="left_threshold",
-        threshold=0.9,
-        generator=torch.Generator().manual_seed(6),
-    )
+    x, sampler = _left_threshold(q, 2, 0.9, seed=6)
     assert _tv(x, expected.reshape(-1)) <= 0.01
     assert float(0.5 * (expected.reshape(-1) - q).abs().sum()) > 0.02  # the bias is visible
     # rows that decoded both positions at once: about m of them (one call for the whole batch
