@@ -14,10 +14,11 @@ keeps the EMA weights with the best validation NLL, and prints one JSON line wit
 With ``--plot PATH`` it also draws the learned density over the data on a Mollweide map; with
 ``--kde`` it prints instead the NLLs of a multi-bandwidth kernel density estimate (no training), a
 reference for how sharp the data are. The defaults are the recipe of docs/fm-riemann/earth.md:
-44 000 steps (about 9 idle CPU-minutes on one thread; validation every quarter, the test with 160
-rk4 steps) with training times drawn nearer the data (``--t-power 2``; ``--steps 12000
---eval-every 3000 --test-steps 40`` is the second round's recipe, ``--t-power 1 --steps 4000
---eval-every 2000 --test-steps 20`` the first's). Options
+44 000 steps (about 9 idle CPU-minutes on one thread; validation every tenth of the run with 40
+rk4 steps and the test with 80, both on the graded time grid ``--grid-power 2``) with training
+times drawn nearer the data (``--t-power 2``; ``--steps 12000 --eval-every 3000 --eval-steps 20
+--test-steps 40 --grid-power 1`` is the second round's recipe, ``--t-power 1 --steps 4000
+--eval-every 2000 --eval-steps 8 --test-steps 20 --grid-power 1`` the first's). Options
 measured in the third round and not made defaults: several Fourier scales (``--fourier-scale
 16,64,256,1024``), fading the finer ones in near the data (``--gate``) and a warped network time
 (``--time-warp P``: CondOT time ``kappa = 1 - (1 - t)^P``, which grades the solver's grid towards

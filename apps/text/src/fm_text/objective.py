@@ -230,7 +230,7 @@ class FlowObjective:
         $t = i / L$: the sampler's grid).
 
         Args:
-            net: the transformer.
+            net: the transformer, in eval mode.
             batches: iterable of long ``[B_j, L]``.
         """
         if self.source != "mask":
@@ -240,16 +240,18 @@ class FlowObjective:
         for x_1 in batches:
             batch, length = x_1.shape
             size = self.block_size or length
-            where = torch.arange(length, device=x_1.device) % size
+            where = torch.arange(length, device=x_1.device) % size  # position within its block
+            masks = torch.full_like(x_1, self.mask_id)
             nll = torch.zeros(batch, dtype=torch.float64, device=x_1.device)
             for j in range(size):
-                x_t = torch.where(where >= j, torch.full_like(x_1, self.mask_id), x_1)
+                x_t = torch.where(where >= j, masks, x_1)
                 if self.block_size:
                     logits = model(x=x_t, t=torch.zeros(batch, device=x_1.device), clean=x_1)
                 else:
                     logits = model(x=x_t, t=torch.full((batch,), j / length, device=x_1.device))
-                picked = logits[:, where == j].double().log_softmax(-1)
-                nll -= picked.gather(-1, x_1[:, where == j].unsqueeze(-1)).squeeze(-1).sum(-1)
+                at = where == j
+                logp = logits[:, at].double().log_softmax(-1)
+                nll -= logp.gather(-1, x_1[:, at].unsqueeze(-1)).squeeze(-1).sum(-1)
             out.append(nll.cpu())
         return torch.cat(out)
 

@@ -2,7 +2,8 @@
 
 Flow samplers (``SAMPLERS``): ``euler``, fm-discrete's ``MixtureDiscreteEulerSolver`` on a uniform
 grid of ``steps``; the others are ``MaskedDiffusionSampler`` methods (mask-source runs only):
-``random``, ``confidence``, ``threshold``, ``remdm`` and ``first_hitting`` (one call per token).
+``random``, ``confidence``, ``threshold``, ``left_threshold``, ``remdm`` and ``first_hitting`` (one
+call per token).
 ``auto`` (the default) is ``confidence`` with MaskGIT's choice temperature
 (``DEFAULT_CHOICE_TEMPERATURE``) and one step per generated token on mask-source runs,
 ``left_threshold`` on block diffusion runs, and ``euler`` with 128 steps on uniform-source runs:
@@ -47,6 +48,19 @@ DEFAULT_CHOICE_TEMPERATURE = 6.0
 #: Confidence above which the threshold samplers decode a position early.
 DEFAULT_THRESHOLD = 0.9
 THRESHOLD_SAMPLERS = ("threshold", "left_threshold")
+#: ``sample_run``'s sampler options: default, the samplers that take it, the error's reason.
+_SAMPLER_OPTIONS = {
+    "choice_temperature": (
+        DEFAULT_CHOICE_TEMPERATURE,
+        ("confidence",),
+        "it orders the confidence sampler only",
+    ),
+    "threshold": (
+        DEFAULT_THRESHOLD,
+        THRESHOLD_SAMPLERS,
+        f"it applies to {' and '.join(THRESHOLD_SAMPLERS)} only",
+    ),
+}
 #: Euler steps when ``steps`` is not given.
 DEFAULT_EULER_STEPS = 128
 
@@ -195,18 +209,7 @@ def sample_run(
     suffix_ids = tok.encode(suffix) if suffix else []
     free = length - len(prompt_ids) - len(suffix_ids)  # the positions generated
     sampler, steps = resolve_sampler(run, sampler, steps, max(free, 1))
-    if ct != DEFAULT_CHOICE_TEMPERATURE and sampler != "confidence":
-        raise ValueError(
-            f"choice_temperature: it orders the confidence sampler only; this run samples with "
-            f"{sampler}"
-        )
-    if th != DEFAULT_THRESHOLD and sampler not in THRESHOLD_SAMPLERS:
-        raise ValueError(
-            f"threshold: it applies to {' and '.join(THRESHOLD_SAMPLERS)} only; this run samples "
-            f"with {sampler}"
-        )
-    extra = {"choice_temperature": ct} if sampler == "confidence" else {}
-    extra |= {"threshold": th} if sampler in THRESHOLD_SAMPLERS else {}
+    extra = _sampler_options(sampler, choice_temperature=ct, threshold=th)
     if cfg.model == "flow" and sampler != "euler" and cfg.source != "mask":
         raise ValueError(
             f"sampler: {sampler!r} decodes masks; this run's source is uniform, use euler"
@@ -261,6 +264,19 @@ def sample_run(
     texts = [tok.decode(row.tolist()) for row in tokens]
     per_token = len(calls) / (len(out) * max(free, 1))
     return Samples(tokens, fixed, texts, sampler, steps, calls_per_token=per_token)
+
+
+def _sampler_options(sampler: str, **given) -> dict:
+    """The options of ``given`` that ``sampler`` takes; one set away from its default for a
+    sampler that does not take it is an error (it would be ignored silently)."""
+    out = {}
+    for name, value in given.items():
+        default, takers, reason = _SAMPLER_OPTIONS[name]
+        if sampler in takers:
+            out[name] = value
+        elif value != default:
+            raise ValueError(f"{name}: {reason}; this run samples with {sampler}")
+    return out
 
 
 def _flow_solver(run, temperature: float) -> MixtureDiscreteEulerSolver:

@@ -48,7 +48,7 @@ is 0) makes no model call, so with 64 steps and 4 tokens ``"random"`` calls the 
 skipping a step with nothing to decode and cutting the output to the decoded positions read
 values back from the device; they run on the CPU only (where the read costs nothing) and outside
 ``torch.compile``. On a GPU every step runs, scores every position and calls the model
-(``last_nfe`` = ``steps``; ``threshold`` then makes its remaining calls on a finished sequence,
+(``last_nfe`` = ``steps``; the threshold methods then make their remaining calls on a finished sequence,
 which changes nothing). ``first_hitting`` reads the largest masked count once,
 before its loop, and then runs exactly that many steps on every device.
 """
